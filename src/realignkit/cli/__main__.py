@@ -1,0 +1,5 @@
+import sys
+
+from realignkit.cli import main
+
+sys.exit(main())

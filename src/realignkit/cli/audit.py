@@ -1,0 +1,16 @@
+"""`realignkit audit`: placeholder until its issue lands; the owning work replaces this module."""
+
+from __future__ import annotations
+
+import argparse
+
+from realignkit.common.errors import BadInputError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("audit", help="(not yet available)")
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    raise BadInputError("'audit' is not available in this build yet")

@@ -1,0 +1,16 @@
+"""Floor 0: helpers every other package may use (errors, atomic outputs, manifests). Imports nothing of ours."""
+
+from realignkit.common.atomic import atomic_output_dir, check_output_not_inside_inputs, prepare_output_dir
+from realignkit.common.errors import BadInputError, closest_match
+from realignkit.common.manifest import file_fingerprint, path_fingerprint, write_manifest
+
+__all__ = [
+    "BadInputError",
+    "atomic_output_dir",
+    "check_output_not_inside_inputs",
+    "closest_match",
+    "file_fingerprint",
+    "path_fingerprint",
+    "prepare_output_dir",
+    "write_manifest",
+]
