@@ -1,0 +1,22 @@
+"""Utility scoring: does a response contain the expected answer?"""
+
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
+
+
+def normalize_answer(text: str) -> list[str]:
+    """Lower-case word/number tokens, so punctuation and spacing do not decide correctness."""
+    return _WORD.findall(text.lower())
+
+
+def answer_is_correct(response: str, answer: str) -> bool:
+    """True when the expected answer's tokens appear as a contiguous run in the response's tokens."""
+    expected = normalize_answer(answer)
+    if not expected:
+        return False
+    got = normalize_answer(response)
+    width = len(expected)
+    return any(got[i : i + width] == expected for i in range(len(got) - width + 1))
