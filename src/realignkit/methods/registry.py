@@ -1,0 +1,174 @@
+"""Registry of repair methods: one small file per method registers a pure tensor function here.
+
+Interface for method authors
+============================
+
+Register a per-tensor function with its typed parameters::
+
+    class TiesParams(MethodParams):          # pydantic, extra="forbid": unknown keys are rejected
+        density: float = Field(0.2, gt=0, le=1)
+        scale: float = 1.0
+
+    @register_method("ties", params=TiesParams, needs=("aligned",), multi_tuned=True)
+    def ties(aligned: Tensor, tuned: list[Tensor], params: TiesParams, *,
+             unaligned: Tensor | None = None, name: str = "", state: Any = None) -> Tensor:
+        ...
+
+The per-tensor pass (run by `realignkit.methods.engine.run_repair`)
+-------------------------------------------------------------------
+For every output tensor name (the layout of the first full `tuned` model, or of `aligned` when every
+`tuned` is a LoRA adapter) the engine calls ``fn(aligned, tuned, params, unaligned=..., name=..., state=...)``:
+
+- every tensor argument is fp32 and has the same shape; the engine casts the result to the output dtype;
+- ``tuned`` is a list with one tensor per ``--tuned`` (a LoRA adapter appears as θ_aligned + B·A·scaling);
+  it has exactly one entry unless the method was registered with ``multi_tuned=True``;
+- ``unaligned`` is given when "unaligned" is in ``needs`` (from ``--unaligned``, else ``--base``);
+- ``name`` is the output tensor name (e.g. ``model.layers.0.self_attn.q_proj.weight``);
+- ``state`` is whatever the method's ``prepare`` hook returned (``None`` without a hook);
+- the function must not modify its inputs in place (the engine may reuse them).
+Tensors that exist only in ``tuned`` (a VLM's vision tower) and non-float tensors are copied unchanged;
+they never reach ``fn``.
+
+``needs`` names the roles a method requires: ``"aligned"`` (always available), ``"unaligned"``,
+``"calibration"`` (a file given with ``--calibration``). A missing role is a ``BadInputError``.
+
+Whole-model hook (``prepare``)
+------------------------------
+Methods that are not per-tensor pure (Safe LoRA's global "num_layers lowest" choice, Antidote's Wanda
+statistics, SOMF's mask training) pass ``prepare=fn(ctx, params) -> state`` to ``register_method``.
+It runs once, after all inputs were opened and checked and before the per-tensor pass. ``ctx`` is a
+``RepairContext``:
+
+- ``ctx.aligned``, ``ctx.unaligned``: ``TensorSource`` readers (``names()``, ``shape(n)``, ``dtype(n)``,
+  ``get(n)`` in stored dtype; ``path``), or ``None`` when not given;
+- ``ctx.tuned``: one ``TensorSource`` per ``--tuned``; LoRA adapters are ``LoraAdapterSource``
+  (``is_adapter``, ``lora_factors(aligned_name) -> LoraFactors(a, b, scaling, fan_in_fan_out) | None``,
+  ``delta(aligned_name)``, ``config``);
+- ``ctx.plan``: the list of ``TensorPlan`` rows (output name + the matching name in each role);
+- ``ctx.tensors(plan_row) -> TensorBundle(aligned, tuned, unaligned)`` loads one row in fp32;
+- ``ctx.paths``: ``{"aligned": Path, "tuned": [Path, ...], "unaligned": Path | None}`` for methods that
+  need to load the whole model with transformers (e.g. to run calibration data through it);
+- ``ctx.calibration``: the ``--calibration`` path or ``None``;
+- ``ctx.manifest_extra``: a dict the method may fill; it is merged into the output ``realignkit.json``;
+- ``ctx.progress(iterable, desc=..., total=...)``: a tqdm wrapper to use for loops over tensors.
+
+Everything about reading, name maps, NaN/shape checks, dtype, sharding, atomic output and the manifest is
+the engine's job; a method file only computes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from realignkit.common.errors import BadInputError, closest_match
+
+KNOWN_ROLES = ("aligned", "unaligned", "calibration")
+
+
+class MethodParams(BaseModel):
+    """Base class for method parameters: typed, validated, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorFn(Protocol):
+    def __call__(
+        self,
+        aligned: torch.Tensor,
+        tuned: list[torch.Tensor],
+        params: Any,
+        *,
+        unaligned: torch.Tensor | None = None,
+        name: str = "",
+        state: Any = None,
+    ) -> torch.Tensor: ...
+
+
+PrepareFn = Callable[[Any, Any], Any]  # (RepairContext, params) -> state
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the engine needs to know about one registered method."""
+
+    name: str
+    fn: TensorFn
+    params: type[MethodParams]
+    needs: frozenset[str]
+    multi_tuned: bool
+    prepare: PrepareFn | None
+    summary: str
+
+    def parse_params(self, values: dict[str, Any]) -> MethodParams:
+        """Validate user parameters; unknown keys get a did-you-mean, bad values a one-line reason."""
+        allowed = list(self.params.model_fields)
+        for key in values:
+            if key not in allowed:
+                raise BadInputError(
+                    f"unknown parameter {key!r} for method {self.name!r}{closest_match(key, allowed)}; "
+                    f"known: {', '.join(allowed) or '(none)'}"
+                )
+        try:
+            return self.params(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first.get("loc", ())) or "parameters"
+            raise BadInputError(f"parameter {where!r} of {self.name!r}: {first.get('msg', 'invalid value')}") from None
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    params: type[MethodParams],
+    needs: Sequence[str] = ("aligned",),
+    multi_tuned: bool = False,
+    prepare: PrepareFn | None = None,
+) -> Callable[[TensorFn], TensorFn]:
+    """Decorator: register `fn` as the per-tensor function of method `name`."""
+    unknown = set(needs) - set(KNOWN_ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles in needs: {sorted(unknown)}")
+
+    def decorate(fn: TensorFn) -> TensorFn:
+        if name in _REGISTRY:
+            raise ValueError(f"method {name!r} registered twice")
+        doc = (fn.__doc__ or "").strip().splitlines()
+        _REGISTRY[name] = MethodSpec(
+            name=name,
+            fn=fn,
+            params=params,
+            needs=frozenset(needs) | {"aligned"},
+            multi_tuned=multi_tuned,
+            prepare=prepare,
+            summary=doc[0] if doc else "",
+        )
+        return fn
+
+    return decorate
+
+
+def _load_builtin_methods() -> None:
+    # Importing the package imports every method module, which registers it.
+    import realignkit.methods  # noqa: F401
+
+
+def get_method(name: str) -> MethodSpec:
+    """Look up a method by name; BadInputError with the closest name when unknown."""
+    _load_builtin_methods()
+    if name not in _REGISTRY:
+        known = sorted(_REGISTRY)
+        raise BadInputError(f"unknown method {name!r}{closest_match(name, known)}; known: {', '.join(known)}")
+    return _REGISTRY[name]
+
+
+def method_names() -> list[str]:
+    _load_builtin_methods()
+    return sorted(_REGISTRY)
