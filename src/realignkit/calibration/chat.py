@@ -30,7 +30,9 @@ class TokenBatch:
     response_mask: torch.Tensor  # [batch, seq] 1 = answer token
 
     def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device))
+        return TokenBatch(
+            self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device)
+        )
 
 
 def _render(tokenizer: Any, prompt: str, response: str) -> tuple[str, str]:
@@ -46,16 +48,22 @@ def _render(tokenizer: Any, prompt: str, response: str) -> tuple[str, str]:
     return prompt_text, full_text
 
 
-def encode_examples(tokenizer: Any, examples: Sequence[PromptResponse], *, max_length: int = 512) -> list[EncodedExample]:
+def encode_examples(
+    tokenizer: Any, examples: Sequence[PromptResponse], *, max_length: int = 512
+) -> list[EncodedExample]:
     """Tokenize each example with the chat template; truncate on the right to max_length tokens."""
     if not getattr(tokenizer, "chat_template", None):
-        raise BadInputError("the model's tokenizer has no chat template; calibration needs one to format the data")
+        raise BadInputError(
+            "the model's tokenizer has no chat template; calibration needs one to format the data"
+        )
     encoded = []
     for example in examples:
         prompt_text, full_text = _render(tokenizer, example.prompt, example.response)
         prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
         full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"][:max_length]
-        encoded.append(EncodedExample(input_ids=list(full_ids), response_start=min(len(prompt_ids), len(full_ids))))
+        encoded.append(
+            EncodedExample(input_ids=list(full_ids), response_start=min(len(prompt_ids), len(full_ids)))
+        )
     return encoded
 
 

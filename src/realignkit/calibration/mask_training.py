@@ -39,7 +39,9 @@ def masked_task_vector(tau: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return tau * mask / mean
 
 
-def sample_concrete(logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_concrete(
+    logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Relaxed Bernoulli sample: sigmoid((logits + log u − log(1−u)) / T), differentiable in logits."""
     uniform = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     uniform = uniform.clamp(1e-6, 1 - 1e-6)
@@ -114,7 +116,9 @@ class MaskTrainingResult:
     seconds: float
 
 
-def init_mask_logits(targets: Sequence[MaskedWeight], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+def init_mask_logits(
+    targets: Sequence[MaskedWeight], device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
     """One fp32 logit per masked entry, all 0 (probability 0.5)."""
     logits: dict[str, torch.Tensor] = {}
     for target in targets:
@@ -128,15 +132,22 @@ def fused_parameters(
 ) -> dict[str, torch.Tensor]:
     """Override dict for functional_call: θ_aligned + merged masked deltas, for every target weight."""
     params = dict(model.named_parameters())
-    return {t.param_name: params[t.param_name] + t.delta(masks, merge).to(params[t.param_name].dtype) for t in targets}
+    return {
+        t.param_name: params[t.param_name] + t.delta(masks, merge).to(params[t.param_name].dtype)
+        for t in targets
+    }
 
 
-def _pair_batch(encoded_chosen: list[Any], encoded_rejected: list[Any], rows: Sequence[int], pad_id: int) -> TokenBatch:
+def _pair_batch(
+    encoded_chosen: list[Any], encoded_rejected: list[Any], rows: Sequence[int], pad_id: int
+) -> TokenBatch:
     """Chosen rows first, then rejected rows, in one right-padded batch."""
     return collate([encoded_chosen[i] for i in rows] + [encoded_rejected[i] for i in rows], pad_id)
 
 
-def sequence_logprobs(model: nn.Module, batch: TokenBatch, overrides: dict[str, torch.Tensor] | None) -> torch.Tensor:
+def sequence_logprobs(
+    model: nn.Module, batch: TokenBatch, overrides: dict[str, torch.Tensor] | None
+) -> torch.Tensor:
     """Sum of log p(answer tokens) per row [batch], with `overrides` swapped in functionally."""
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
     if overrides:
@@ -154,8 +165,12 @@ class PreferenceData:
     """Preference pairs tokenized once (chosen and rejected share the prompt)."""
 
     def __init__(self, tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int) -> None:
-        self.chosen = encode_examples(tokenizer, [PromptResponse(p.prompt, p.chosen) for p in pairs], max_length=max_length)
-        self.rejected = encode_examples(tokenizer, [PromptResponse(p.prompt, p.rejected) for p in pairs], max_length=max_length)
+        self.chosen = encode_examples(
+            tokenizer, [PromptResponse(p.prompt, p.chosen) for p in pairs], max_length=max_length
+        )
+        self.rejected = encode_examples(
+            tokenizer, [PromptResponse(p.prompt, p.rejected) for p in pairs], max_length=max_length
+        )
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad or 0)
 
@@ -172,11 +187,17 @@ def _split(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def reference_logprobs(model: nn.Module, data: PreferenceData, batch_size: int, device: torch.device) -> torch.Tensor:
+def reference_logprobs(
+    model: nn.Module, data: PreferenceData, batch_size: int, device: torch.device
+) -> torch.Tensor:
     """[n, 2] log-probs (chosen, rejected) of every pair under the unmodified model."""
     rows = []
     for start in range(0, len(data), batch_size):
-        chosen, rejected = _split(sequence_logprobs(model, data.batch(range(start, min(start + batch_size, len(data))), device), None))
+        chosen, rejected = _split(
+            sequence_logprobs(
+                model, data.batch(range(start, min(start + batch_size, len(data))), device), None
+            )
+        )
         rows.append(torch.stack([chosen, rejected], dim=1))
     return torch.cat(rows)
 
@@ -223,7 +244,9 @@ def train_concrete_mask(
     model.requires_grad_(False)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    reference = reference if reference is not None else reference_logprobs(model, data, config.batch_size, device)
+    reference = (
+        reference if reference is not None else reference_logprobs(model, data, config.batch_size, device)
+    )
     logits = init_mask_logits(targets, device)
     optimizer = torch.optim.Adam(list(logits.values()), lr=config.lr)
     order = _epoch_order(len(data), config.seed)
@@ -231,7 +254,9 @@ def train_concrete_mask(
     for step in tqdm(range(config.steps), desc="somf mask", leave=False, disable=not progress):
         rows = _rows_for_step(order, step, config.batch_size, len(data))
         masks = {key: sample_concrete(value, config.temperature, generator) for key, value in logits.items()}
-        chosen, rejected = _split(sequence_logprobs(model, data.batch(rows, device), fused_parameters(model, targets, masks, merge)))
+        chosen, rejected = _split(
+            sequence_logprobs(model, data.batch(rows, device), fused_parameters(model, targets, masks, merge))
+        )
         ref = reference[rows]
         loss = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], config.beta)
         optimizer.zero_grad(set_to_none=True)

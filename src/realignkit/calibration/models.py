@@ -30,7 +30,9 @@ def load_tokenizer(*candidates: str | os.PathLike[str] | None) -> Any:
     raise BadInputError(f"no usable tokenizer for calibration ({'; '.join(errors) or 'no directory given'})")
 
 
-def load_causal_lm(path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, device: str = "cpu") -> Any:
+def load_causal_lm(
+    path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Any:
     """A full model directory as AutoModelForCausalLM; refuses pickle weights."""
     from transformers import AutoModelForCausalLM
 
@@ -38,7 +40,9 @@ def load_causal_lm(path: str | os.PathLike[str], *, dtype: torch.dtype = torch.f
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadInputError(f"calibration cannot load {str(path)!r} as a causal LM (safetensors only): {first}") from exc
+        raise BadInputError(
+            f"calibration cannot load {str(path)!r} as a causal LM (safetensors only): {first}"
+        ) from exc
     return model.to(device).eval()
 
 
@@ -53,9 +57,13 @@ def load_calibration_model(
     if not is_lora_adapter_dir(tuned):
         return load_causal_lm(tuned, dtype=dtype, device=device), False
     if aligned is None:
-        raise BadInputError(f"--tuned {str(tuned)!r} is a LoRA adapter; calibration needs --aligned to run it")
+        raise BadInputError(
+            f"--tuned {str(tuned)!r} is a LoRA adapter; calibration needs --aligned to run it"
+        )
     if not (Path(tuned) / "adapter_model.safetensors").is_file():
-        raise BadInputError(f"LoRA adapter {str(tuned)!r} has no adapter_model.safetensors (pickle files are refused)")
+        raise BadInputError(
+            f"LoRA adapter {str(tuned)!r} has no adapter_model.safetensors (pickle files are refused)"
+        )
     from peft import PeftModel
 
     base = load_causal_lm(aligned, dtype=dtype, device=device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -112,14 +112,18 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _forward_whole(model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device) -> None:
+def _forward_whole(
+    model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device
+) -> None:
     for batch in tqdm(batches, desc="calibration", leave=False, disable=len(batches) < 4):
         batch = batch.to(device)
         acc.token_mask = batch.attention_mask.bool()
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
 
 
-def _forward_streamed(model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device) -> None:
+def _forward_streamed(
+    model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device
+) -> None:
     layers = decoder_layers(model)
     for layer in layers:
         layer.to("cpu")
@@ -133,10 +137,8 @@ def _forward_streamed(model: nn.Module, batches: Sequence[TokenBatch], acc: _Nor
     try:
         for batch in batches:
             batch = batch.to(device)
-            try:
+            with suppress(_StopForward):
                 model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-            except _StopForward:
-                pass
     finally:
         handle.remove()
     masks = [b.attention_mask.bool() for b in batches]
@@ -171,7 +173,9 @@ def collect_input_norms(
         layer_ids = {id(m) for m in decoder_layers(model).modules()}
         outside = [name for name in module_names if id(modules[name]) not in layer_ids]
         if outside:
-            raise BadInputError(f"layer streaming only covers decoder layers; {outside[0]!r} lies outside them")
+            raise BadInputError(
+                f"layer streaming only covers decoder layers; {outside[0]!r} lies outside them"
+            )
     device = torch.device(device) if device is not None else next(model.parameters()).device
     encoded = encode_examples(tokenizer, examples, max_length=max_length)
     batches = list(iter_batches(tokenizer, encoded, batch_size))
