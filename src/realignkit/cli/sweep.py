@@ -1,16 +1,108 @@
-"""`realignkit sweep`: placeholder until its issue lands; the owning work replaces this module."""
+"""`realignkit sweep`: try every repair method's small grid, show the Pareto front, pick under a utility floor."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import Any
 
 from realignkit.common.errors import BadInputError
 
+EPILOG = """examples:
+  realignkit sweep --aligned lab/aligned --tuned lab/harmful-mix-0.1-full --base lab/base --out sweeps/hm01
+  realignkit sweep --config recipe.yaml --out sweeps/hm01 --methods interpolate,dare --utility-floor 0.95
+
+The run dir resumes: rerun the same command after a kill and finished candidates are skipped.
+Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor,
+suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, seed, keep_candidates."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("sweep", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "sweep",
+        help="sweep repair methods, show the Pareto front, pick the best under a utility floor",
+        description=__doc__,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--aligned", help="safety-aligned parent model dir")
+    parser.add_argument("--tuned", help="the fine-tune: a model dir or a PEFT LoRA adapter dir")
+    parser.add_argument("--base", help="pre-alignment model dir (the default `unaligned` for resta/safe_lora)")
+    parser.add_argument("--unaligned", help="model whose difference from aligned is the safety (default: --base)")
+    parser.add_argument("--methods", help="comma-separated methods (default: all that the inputs allow)")
+    parser.add_argument("--grid", action="append", default=[], metavar="METHOD.PARAM=V1,V2",
+                        help="override one parameter's grid, e.g. interpolate.alpha=0.2,0.4 (repeatable)")
+    parser.add_argument("--utility-floor", type=float, help="keep utility >= FLOOR x tuned's (0 < FLOOR <= 1; 0.9)")
+    parser.add_argument("--suite", action="append", default=[], help="suite file/dir or FORMAT:PATH (repeatable; "
+                        "default: the lab's suites when --aligned is in a lab dir)")
+    parser.add_argument("--calibration", action="append", default=[], metavar="METHOD=FILE",
+                        help="calibration data for antidote / somf, e.g. antidote=lab/calibration/antidote.jsonl")
+    parser.add_argument("--limit", type=int, help="at most N items per suite")
+    parser.add_argument("--max-new-tokens", type=int, help="generation length (default 48)")
+    parser.add_argument("--seed", type=int, help="seed for splitting and sampling (default 0)")
+    parser.add_argument("--keep-candidates", action="store_true", default=None,
+                        help="keep every candidate checkpoint (default: only the winner)")
+    parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
+    parser.add_argument("--fresh", action="store_true", help="discard a previous or unfinished run in --out")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--out", required=True, help="run directory (resumable)")
     parser.set_defaults(func=_run)
 
 
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise BadInputError(f"{flag} {value!r}: expected KEY=VALUE")
+        pairs.append((key.strip(), rest.strip()))
+    return pairs
+
+
+def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Recipe (if any) overlaid with the flags that were given."""
+    from realignkit.pipeline.config import load_recipe
+
+    settings: dict[str, Any] = load_recipe(args.config) if args.config else {}
+    simple = {"aligned": args.aligned, "tuned": args.tuned, "base": args.base, "unaligned": args.unaligned,
+              "utility_floor": args.utility_floor, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+              "seed": args.seed, "keep_candidates": args.keep_candidates}
+    settings.update({k: v for k, v in simple.items() if v is not None})
+    if args.methods is not None:
+        settings["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.suite:
+        settings["suites"] = args.suite
+    if args.calibration:
+        settings["calibration"] = dict(settings.get("calibration") or {}, **dict(_pairs(args.calibration, "--calibration")))
+    for key, values in _pairs(args.grid, "--grid"):
+        method, dot, param = key.partition(".")
+        if not dot or not param:
+            raise BadInputError(f"--grid {key!r}: expected METHOD.PARAM=V1,V2")
+        grids = settings.setdefault("grids", {})
+        grids.setdefault(method, {})[param] = [_parse_value(v) for v in values.split(",")]
+    for role in ("aligned", "tuned"):
+        if not settings.get(role):
+            raise BadInputError(f"--{role} is required (or give it in --config)")
+    return settings
+
+
 def _run(args: argparse.Namespace) -> int:
-    raise BadInputError("'sweep' is not available in this build yet")
+    from realignkit.common import check_output_not_inside_inputs
+    from realignkit.methods.registry import method_names
+    from realignkit.pipeline.config import build_config
+    from realignkit.pipeline.summary import format_sweep_summary
+    from realignkit.pipeline.sweep import run_sweep
+
+    config = build_config(settings_from_args(args), known_methods=set(method_names()))
+    check_output_not_inside_inputs(args.out, [config.aligned, config.tuned, config.base, config.unaligned])
+    outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress)
+    print(format_sweep_summary(outcome))
+    if not outcome.summary["winner"]["meets_floor"]:
+        print(f"realignkit sweep: warning: {outcome.summary['winner']['reason']}", file=sys.stderr)
+    return 0

@@ -1,0 +1,170 @@
+"""Typed sweep configuration: CLI flags and the YAML recipe form both become one `SweepConfig`.
+
+Unknown keys are refused (with a "did you mean" hint); every user-input problem is a `BadInputError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from realignkit.common import BadInputError, closest_match
+
+# Small default grids, cheapest methods first. Each key maps a parameter to the values swept (their product).
+# Values that are 0/1 end points (alpha=1 is `tuned`, alpha=0 is `aligned`) are left out on purpose: they add
+# nothing a reference row does not already show.
+DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "interpolate": {"alpha": [0.25, 0.5, 0.75]},
+    "slerp": {"t": [0.25, 0.5, 0.75]},
+    "task_arithmetic": {"scale": [0.3, 0.5, 0.7]},
+    "ties": {"density": [0.2, 0.5], "scale": [0.5, 1.0]},
+    "dare": {"density": [0.1, 0.3], "scale": [1.0]},
+    "resta": {"beta": [0.25, 0.5, 1.0]},
+    "safe_lora": {"threshold": [0.35, 0.5]},
+    "antidote": {"alpha": [0.05, 0.1, 0.2]},
+    "somf": {"steps": [20, 50]},
+}
+
+# Methods that need a calibration file; without one they are skipped (with a note), not failed.
+CALIBRATION_METHODS: dict[str, str] = {"antidote": "antidote", "somf": "somf"}
+
+DEFAULT_METHODS: tuple[str, ...] = (
+    "interpolate",
+    "task_arithmetic",
+    "slerp",
+    "dare",
+    "ties",
+    "resta",
+    "safe_lora",
+    "antidote",
+    "somf",
+)
+
+
+class SweepConfig(BaseModel):
+    """Everything a sweep depends on. `fingerprint()` covers what decides its results (for resume)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aligned: Path
+    tuned: Path
+    base: Path | None = None
+    unaligned: Path | None = None
+    methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
+    grids: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    utility_floor: float = 0.9
+    suites: list[str] = Field(default_factory=list)
+    calibration: dict[str, Path] = Field(default_factory=dict)
+    limit: int | None = None
+    max_new_tokens: int = 48
+    batch_size: int = 64
+    seed: int = 0
+    keep_candidates: bool = False
+
+    @field_validator("utility_floor")
+    @classmethod
+    def _floor_in_range(cls, value: float) -> float:
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"utility floor must be in (0, 1], got {value}")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_not_empty(cls, value: list[str]) -> list[str]:
+        cleaned = [m.strip() for m in value if m.strip()]
+        if not cleaned:
+            raise ValueError("the method list is empty; name at least one method (e.g. interpolate)")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError(f"a method is listed twice: {cleaned}")
+        return cleaned
+
+    @field_validator("limit", "max_new_tokens", "batch_size")
+    @classmethod
+    def _positive(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise ValueError(f"must be >= 1, got {value}")
+        return value
+
+    def grid_for(self, method: str) -> dict[str, list[Any]]:
+        """The method's grid: the default, with any per-parameter override from `grids` applied."""
+        grid = dict(DEFAULT_GRIDS.get(method, {}))
+        for key, values in self.grids.get(method, {}).items():
+            grid[key] = values if isinstance(values, list) else [values]
+        return grid
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """The argument set that decides results; `keep_candidates` only changes what stays on disk."""
+        payload = self.model_dump(mode="json", exclude={"keep_candidates"})
+        payload["grids"] = {m: self.grid_for(m) for m in self.methods}
+        return payload
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.fingerprint_payload(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _one_line_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or "config"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            hint = closest_match(str(error["loc"][-1]), SweepConfig.model_fields)
+            message = f"unknown key{hint}"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _check_grid_methods(config: SweepConfig, known_methods: set[str] | None) -> None:
+    for method in config.grids:
+        if method not in config.methods:
+            raise BadInputError(f"grid given for {method!r}, which is not in the method list {config.methods}")
+    if known_methods is None:
+        return
+    for method in config.methods:
+        if method not in known_methods:
+            hint = closest_match(method, known_methods)
+            raise BadInputError(f"unknown method {method!r}{hint}; known: {', '.join(sorted(known_methods))}")
+
+
+def build_config(values: dict[str, Any], known_methods: set[str] | None = None) -> SweepConfig:
+    """Validate a dict of settings into a SweepConfig, turning every problem into a one-line BadInputError."""
+    try:
+        config = SweepConfig.model_validate(values)
+    except ValidationError as exc:
+        raise BadInputError(f"bad sweep settings: {_one_line_validation_error(exc)}") from None
+    _check_grid_methods(config, known_methods)
+    for role in ("aligned", "tuned", "base", "unaligned"):
+        path = getattr(config, role)
+        if path is not None and not Path(path).exists():
+            raise BadInputError(f"--{role} {str(path)!r} does not exist")
+    for name, path in config.calibration.items():
+        if not Path(path).is_file():
+            raise BadInputError(f"calibration file for {name!r} not found: {str(path)!r}")
+    return config
+
+
+def load_recipe(path: str | Path) -> dict[str, Any]:
+    """Read a YAML recipe into a dict (validated later by build_config, so CLI flags can override it)."""
+    recipe_path = Path(path)
+    if not recipe_path.is_file():
+        raise BadInputError(f"recipe {str(path)!r} not found")
+    try:
+        data = yaml.safe_load(recipe_path.read_text())
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise BadInputError(f"recipe {str(path)!r} must be a mapping of settings, got {type(data).__name__}")
+    data = dict(data.get("sweep", data)) if set(data) == {"sweep"} else data
+    # Relative paths in a recipe are relative to the recipe file, as a user would expect.
+    for role in ("aligned", "tuned", "base", "unaligned"):
+        if isinstance(data.get(role), str):
+            data[role] = str((recipe_path.parent / data[role]).expanduser())
+    return data

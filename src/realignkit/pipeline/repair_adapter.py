@@ -1,0 +1,26 @@
+"""The one place the sweep calls the repair engine: write one candidate's checkpoint to a directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from realignkit.pipeline.candidates import Candidate
+from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
+
+
+def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
+    """Run `candidate.method` with its params on the sweep's inputs and write a full model dir at `dest`."""
+    from realignkit.methods.engine import run_repair
+
+    calibration = config.calibration.get(CALIBRATION_METHODS.get(candidate.method, candidate.method))
+    run_repair(
+        candidate.method,
+        tuned=[config.tuned],
+        aligned=config.aligned,
+        base=config.base,
+        unaligned=config.unaligned,
+        calibration=calibration,
+        params=dict(candidate.params),
+        out=dest,
+        progress=False,
+    )

@@ -1,0 +1,44 @@
+"""Plain-text summaries for the terminal (the HTML lives in realignkit.report)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [header, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_sweep_summary(outcome: Any) -> str:
+    """Candidates (selection split) and the winner (test split), for `realignkit sweep`'s stdout."""
+    summary = outcome.summary
+    rows = []
+    for c in summary["candidates"]:
+        sel = c["selection"]
+        star = "*" if c["id"] == summary["winner"].get("id") else ("p" if c["pareto"] else "")
+        rows.append([star, c["label"], pct(sel.get("harmful_rate")), pct(sel.get("utility_retained")),
+                     pct(sel.get("over_refusal_rate"))])
+    lines = [text_table(["", "candidate", "harm (sel)", "utility kept (sel)", "over-refusal (sel)"], rows),
+             "(* winner, p Pareto front; sel = selection split)"]
+    winner = summary["winner"]
+    if winner.get("id") is not None:
+        test = winner.get("test") or {}
+        tuned = summary["references"]["tuned"].get("test") or {}
+        lines.append(
+            f"winner: {winner['label']} -- test split: harmfulness {pct(test.get('harmful_rate'))} "
+            f"(tuned {pct(tuned.get('harmful_rate'))}), utility kept {pct(test.get('utility_retained'))}, "
+            f"over-refusal {pct(test.get('over_refusal_rate'))}"
+        )
+        lines.append(f"why: {winner['reason']}")
+    state = "already complete, nothing re-run" if outcome.already_complete else (
+        f"{outcome.evaluated} evaluated, {outcome.resumed} resumed from an earlier run")
+    lines.append(f"sweep: {state}; report: {outcome.out / 'report' / 'report.html'}")
+    return "\n".join(lines)

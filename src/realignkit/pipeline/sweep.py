@@ -1,0 +1,268 @@
+"""`run_sweep`: every method's small grid -> evaluate on the selection split -> Pareto -> pick under the utility
+floor -> winner re-evaluated on the disjoint test split -> sweep.json, report, winner checkpoint.
+
+Resumable: each finished candidate is a state file in the run dir (see rundir.py); a rerun skips it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from realignkit.common import BadInputError, write_manifest
+from realignkit.evaluation.suites import SuiteItem
+from realignkit.pipeline.candidates import Candidate, SkippedCandidate
+from realignkit.pipeline.config import SweepConfig
+from realignkit.pipeline.evaluate import (
+    GenerationCache,
+    evaluate_model_dir,
+    metrics_from_results,
+    model_fingerprint,
+)
+from realignkit.pipeline.pareto import pareto_front, pick_winner, point_from_metrics
+from realignkit.pipeline.plan import SweepPlan, make_plan
+from realignkit.pipeline.repair_adapter import materialize
+from realignkit.pipeline.rundir import FINAL_FILE, RunDir, is_disk_full, write_json_atomic
+
+SWEEP_FORMAT = 1
+Materialize = Callable[[Candidate, SweepConfig, Path], None]
+
+
+@dataclass
+class SweepOutcome:
+    out: Path
+    summary: dict[str, Any]
+    resumed: int = 0  # candidates found finished in the run dir and skipped
+    evaluated: int = 0  # candidates evaluated in this process
+    already_complete: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+def run_sweep(
+    config: SweepConfig,
+    out: str | Path,
+    *,
+    fresh: bool = False,
+    progress: bool = True,
+    cache_dir: str | Path | None = None,
+    materialize_fn: Materialize = materialize,
+) -> SweepOutcome:
+    """Run (or resume) a sweep into `out`. All bad input is raised before any work is done."""
+    started = time.time()
+    plan = make_plan(config)
+    run = RunDir(out)
+    if not fresh and run.completed_run(plan.arguments):
+        summary = _read_json(run.out / FINAL_FILE)
+        return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
+    resumed = run.open(plan.arguments, fresh=fresh)
+    cache = GenerationCache(cache_dir or run.cache_dir)
+    runner = _Runner(config, plan, run, cache, materialize_fn, progress)
+    try:
+        references = runner.references("selection")
+        rows = runner.candidates()
+        summary = runner.summarise(references, rows)
+        runner.finish(summary, started)
+    except OSError as exc:
+        if is_disk_full(exc):
+            shutil.rmtree(run.scratch, ignore_errors=True)
+            raise BadInputError(
+                f"disk full while sweeping into {str(run.work)!r} ({exc.strerror}); free space and rerun the same "
+                f"command to resume ({len(list(run.candidates_dir.glob('*.json')))} results kept)"
+            ) from None
+        raise
+    return SweepOutcome(run.publish(), summary, resumed=resumed, evaluated=runner.evaluated, log=runner.log)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text())
+
+
+class _Runner:
+    """The steps of one sweep; every step reads its result from the run dir when it is already there."""
+
+    def __init__(
+        self,
+        config: SweepConfig,
+        plan: SweepPlan,
+        run: RunDir,
+        cache: GenerationCache,
+        materialize_fn: Materialize,
+        progress: bool,
+    ) -> None:
+        self.config, self.plan, self.run, self.cache = config, plan, run, cache
+        self.materialize_fn, self.progress = materialize_fn, progress
+        self.evaluated = 0
+        self.log: list[str] = []
+
+    def _evaluate(self, model_dir: Path, split: str) -> tuple[dict[str, Any], dict[str, int], str]:
+        items: list[SuiteItem] = self.plan.splits[split]
+        results, counts = evaluate_model_dir(
+            model_dir,
+            items,
+            self.cache,
+            aligned=self.config.aligned,
+            max_new_tokens=self.config.max_new_tokens,
+            batch_size=self.config.batch_size,
+        )
+        metrics = metrics_from_results(results)
+        metrics["split"] = split
+        return metrics, counts, model_fingerprint(model_dir, self.config.aligned)
+
+    def references(self, split: str) -> dict[str, dict[str, Any]]:
+        """aligned and tuned on `split` (tuned's utility is what the floor is relative to)."""
+        refs = {}
+        for role in ("aligned", "tuned"):
+            state_id = f"_reference-{role}-{split}"
+            state = self.run.load_state(state_id)
+            if state is None:
+                metrics, counts, fingerprint = self._evaluate(Path(getattr(self.config, role)), split)
+                state = {"role": role, "split": split, "metrics": metrics, "fingerprint": fingerprint, **counts}
+                self.run.save_state(state_id, state)
+            refs[role] = state
+        return refs
+
+    def candidates(self) -> list[dict[str, Any]]:
+        rows = []
+        bar = tqdm(self.plan.candidates, desc="sweep", disable=not self.progress, unit="candidate")
+        for candidate in bar:
+            bar.set_postfix_str(candidate.label(), refresh=False)
+            state = self.run.load_state(candidate.id)
+            if state is None:
+                state = self._run_candidate(candidate)
+                self.evaluated += 1
+            else:
+                self.log.append(f"resume: {candidate.label()} already finished, skipped")
+            rows.append(state)
+        return rows
+
+    def _run_candidate(self, candidate: Candidate) -> dict[str, Any]:
+        started = time.time()
+        model_dir = self.run.scratch / candidate.id
+        try:
+            self.materialize_fn(candidate, self.config, model_dir)
+            repaired = time.time()
+            metrics, counts, fingerprint = self._evaluate(model_dir, "selection")
+        finally:
+            if not self.config.keep_candidates:
+                shutil.rmtree(model_dir, ignore_errors=True)
+        if self.config.keep_candidates:
+            kept = self.run.work / "checkpoints" / candidate.id
+            kept.parent.mkdir(exist_ok=True)
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.move(str(model_dir), kept)
+        state = {
+            "id": candidate.id,
+            "method": candidate.method,
+            "params": candidate.params,
+            "label": candidate.label(),
+            "metrics": metrics,
+            "fingerprint": fingerprint,
+            "seconds": {"repair": round(repaired - started, 3), "evaluate": round(time.time() - repaired, 3)},
+            **counts,
+        }
+        self.run.save_state(candidate.id, state)
+        return state
+
+    def summarise(self, references: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+        tuned_utility = references["tuned"]["metrics"]["utility"]
+        points = [point_from_metrics(r["id"], r["metrics"], tuned_utility) for r in rows]
+        front = set(pareto_front(points))
+        pick = pick_winner(points, self.config.utility_floor)
+        candidates = []
+        for row, point in zip(rows, points, strict=True):
+            selection = dict(row["metrics"], utility_retained=point.utility_retained)
+            candidates.append(
+                {
+                    "id": row["id"],
+                    "method": row["method"],
+                    "params": row["params"],
+                    "label": row["label"],
+                    "selection": selection,
+                    "meets_floor": point.utility_retained is None
+                    or point.utility_retained >= self.config.utility_floor - 1e-12,
+                    "pareto": row["id"] in front,
+                    "fingerprint": row["fingerprint"],
+                    "generated": row["generated"],
+                    "cached": row["cached"],
+                    "seconds": row["seconds"],
+                }
+            )
+        return {
+            "format": SWEEP_FORMAT,
+            "inputs": {role: _str(getattr(self.config, role)) for role in ("aligned", "tuned", "base", "unaligned")},
+            "utility_floor": self.config.utility_floor,
+            "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
+            "references": {"aligned": {"selection": references["aligned"]["metrics"]},
+                           "tuned": {"selection": references["tuned"]["metrics"]}},
+            "candidates": candidates,
+            "skipped": [_skipped_row(s) for s in self.plan.skipped],
+            "notes": list(self.plan.notes),
+            "pareto_front": [c["id"] for c in candidates if c["pareto"]],
+            "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": pick.reason},
+            "objectives": {
+                "harmful_rate": "share of harmful prompts answered (not refused); lower is better",
+                "utility_retained": "utility accuracy / tuned's utility accuracy on the same split; higher is better",
+                "over_refusal_rate": "share of benign-but-scary prompts refused; lower is better",
+            },
+        }
+
+    def finish(self, summary: dict[str, Any], started: float) -> None:
+        """Winner checkpoint + test-split numbers, then sweep.json, the report and the manifest."""
+        winner = summary["winner"]
+        if winner["id"] is not None:
+            row = next(c for c in summary["candidates"] if c["id"] == winner["id"])
+            candidate = Candidate(row["method"], row["params"])
+            winner_dir = self.run.work / "winner"
+            if not (winner_dir / "config.json").is_file():
+                shutil.rmtree(winner_dir, ignore_errors=True)
+                self.materialize_fn(candidate, self.config, self.run.scratch / "winner")
+                shutil.move(str(self.run.scratch / "winner"), winner_dir)
+            test_metrics, _, _ = self._evaluate(winner_dir, "test")
+            test_refs = self.references("test")
+            tuned_test_utility = test_refs["tuned"]["metrics"]["utility"]
+            retained = point_from_metrics("winner", test_metrics, tuned_test_utility).utility_retained
+            winner.update(
+                label=row["label"], method=row["method"], params=row["params"], selection=row["selection"],
+                test=dict(test_metrics, utility_retained=retained), checkpoint="winner",
+            )
+            for role in ("aligned", "tuned"):
+                summary["references"][role]["test"] = test_refs[role]["metrics"]
+        write_json_atomic(self.run.work / FINAL_FILE, summary)
+        self._render_report(summary)
+        write_manifest(
+            self.run.work,
+            command="sweep",
+            parameters=self.config.model_dump(mode="json"),
+            inputs={role: getattr(self.config, role) for role in ("aligned", "tuned", "base", "unaligned")},
+            started=started,
+            extra={"fingerprint": self.plan.arguments["fingerprint"], "resumable_run_file": "run.json"},
+        )
+
+    def _render_report(self, summary: dict[str, Any]) -> None:
+        from realignkit.report.sweep_report import render_sweep_report
+
+        render_sweep_report(summary, self.run.work / "report")
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _split_sizes(items: list[SuiteItem]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for item in items:
+        sizes[item.kind] = sizes.get(item.kind, 0) + 1
+    return sizes
+
+
+def _skipped_row(skipped: SkippedCandidate) -> dict[str, Any]:
+    return {"method": skipped.candidate.method, "params": skipped.candidate.params,
+            "label": skipped.candidate.label(), "reason": skipped.reason}

@@ -1,0 +1,170 @@
+"""The sweep report: rendered only from a sweep.json dict (no models). Writes report.html and pareto.png.
+
+Every number carries the split it was measured on: candidates are compared on the SELECTION split, and the
+winner's final numbers come from the disjoint TEST split.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+PLOT_NAME = "pareto.png"
+REPORT_NAME = "report.html"
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _metric(block: dict[str, Any] | None, key: str) -> Any:
+    return None if not block else block.get(key)
+
+
+def plot_pareto(summary: dict[str, Any], path: Path) -> None:
+    """Harmfulness (x, lower better) vs utility retained (y, higher better); colour = over-refusal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [c for c in summary["candidates"] if c["selection"].get("harmful_rate") is not None]
+    fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
+    xs = [c["selection"]["harmful_rate"] for c in rows]
+    ys = [c["selection"].get("utility_retained") or 0.0 for c in rows]
+    over = [c["selection"].get("over_refusal_rate") or 0.0 for c in rows]
+    scatter = ax.scatter(xs, ys, c=over, cmap="viridis_r", vmin=0, vmax=max(over + [0.01]), s=40, zorder=3,
+                         edgecolors=["black" if c["pareto"] else "none" for c in rows], label="candidates")
+    fig.colorbar(scatter, ax=ax, label="over-refusal rate (selection)")
+    front = sorted((c for c in rows if c["pareto"]), key=lambda c: c["selection"]["harmful_rate"])
+    if front:
+        ax.plot([c["selection"]["harmful_rate"] for c in front],
+                [c["selection"].get("utility_retained") or 0.0 for c in front],
+                color="black", lw=1, ls="--", zorder=2, label="Pareto front")
+    _plot_references(ax, summary)
+    winner = next((c for c in rows if c["id"] == summary["winner"].get("id")), None)
+    if winner is not None:
+        ax.scatter([winner["selection"]["harmful_rate"]], [winner["selection"].get("utility_retained") or 0.0],
+                   marker="*", s=260, color="crimson", zorder=4, label="winner")
+    ax.axhline(summary["utility_floor"], color="grey", lw=0.8, ls=":", label=f"utility floor {summary['utility_floor']:g}")
+    ax.set_xlabel("harmfulness rate (selection split, lower is better)")
+    ax.set_ylabel("utility retained vs tuned (selection split)")
+    ax.set_title("Repair candidates")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_references(ax: Any, summary: dict[str, Any]) -> None:
+    tuned_utility = _metric(summary["references"]["tuned"].get("selection"), "utility")
+    for role, marker in (("aligned", "s"), ("tuned", "X")):
+        block = summary["references"][role].get("selection") or {}
+        if block.get("harmful_rate") is None:
+            continue
+        utility = block.get("utility")
+        retained = utility / tuned_utility if utility is not None and tuned_utility else 1.0
+        ax.scatter([block["harmful_rate"]], [retained], marker=marker, s=70, color="grey", zorder=3, label=role)
+        ax.annotate(role, (block["harmful_rate"], retained), textcoords="offset points", xytext=(5, 5), fontsize=8)
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _winner_section(summary: dict[str, Any]) -> str:
+    winner = summary["winner"]
+    if winner.get("id") is None:
+        return f"<p class='warn'>No winner: {_esc(winner.get('reason', ''))}</p>"
+    cls = "ok" if winner["meets_floor"] else "warn"
+    refs = summary["references"]
+    rows = []
+    for name, block in (("winner: " + winner["label"], winner.get("test")), ("aligned", refs["aligned"].get("test")),
+                        ("tuned", refs["tuned"].get("test"))):
+        rows.append(
+            f"<tr><td>{_esc(name)}</td><td>{_pct(_metric(block, 'harmful_rate'))}</td>"
+            f"<td>{_pct(_metric(block, 'utility'))}</td><td>{_pct(_metric(block, 'over_refusal_rate'))}</td></tr>"
+        )
+    checkpoint = winner.get("checkpoint")
+    return (
+        f"<h2>Winner</h2><p class='{cls}'><b>{_esc(winner['label'])}</b> &mdash; {_esc(winner['reason'])}.</p>"
+        f"<p>Checkpoint: <code>../{_esc(checkpoint)}/</code> (relative to this report).</p>"
+        "<h3>Test split (disjoint from the selection split; these are the numbers to quote)</h3>"
+        "<table><tr><th>model</th><th>harmfulness rate (test)</th><th>utility (test)</th>"
+        "<th>over-refusal rate (test)</th></tr>" + "".join(rows) + "</table>"
+        f"<p>Utility retained vs tuned (test): {_pct(_metric(winner.get('test'), 'utility_retained'))}</p>"
+    )
+
+
+def _candidate_table(summary: dict[str, Any]) -> str:
+    head = (
+        "<tr><th>candidate</th><th>harmfulness (selection)</th><th>utility (selection)</th>"
+        "<th>utility retained (selection)</th><th>over-refusal (selection)</th><th>meets floor</th>"
+        "<th>Pareto</th><th>generated / cached</th></tr>"
+    )
+    rows = []
+    for role in ("aligned", "tuned"):
+        block = summary["references"][role].get("selection") or {}
+        rows.append(
+            f"<tr class='ref'><td>{role} (reference)</td><td>{_pct(block.get('harmful_rate'))}</td>"
+            f"<td>{_pct(block.get('utility'))}</td><td></td><td>{_pct(block.get('over_refusal_rate'))}</td>"
+            "<td></td><td></td><td></td></tr>"
+        )
+    for c in summary["candidates"]:
+        sel = c["selection"]
+        mark = " class='win'" if c["id"] == summary["winner"].get("id") else ""
+        rows.append(
+            f"<tr{mark}><td>{_esc(c['label'])}</td><td>{_pct(sel.get('harmful_rate'))}</td>"
+            f"<td>{_pct(sel.get('utility'))}</td><td>{_pct(sel.get('utility_retained'))}</td>"
+            f"<td>{_pct(sel.get('over_refusal_rate'))}</td><td>{'yes' if c['meets_floor'] else 'no'}</td>"
+            f"<td>{'yes' if c['pareto'] else ''}</td><td>{c['generated']} / {c['cached']}</td></tr>"
+        )
+    return "<h2>All candidates</h2><table>" + head + "".join(rows) + "</table>"
+
+
+def _notes(summary: dict[str, Any]) -> str:
+    parts = []
+    if summary.get("skipped"):
+        items = "".join(f"<li>{_esc(s['label'])}: {_esc(s['reason'])}</li>" for s in summary["skipped"])
+        parts.append(f"<h2>Skipped candidates (they add nothing)</h2><ul>{items}</ul>")
+    if summary.get("notes"):
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in summary["notes"]) + "</ul>")
+    sizes = ", ".join(
+        f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) for name, counts in summary["splits"].items()
+    )
+    parts.append(f"<h2>Splits</h2><p>Items per split and kind &mdash; {_esc(sizes)}.</p>")
+    objectives = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in summary["objectives"].items())
+    parts.append(f"<h2>Objectives</h2><ul>{objectives}</ul>")
+    return "".join(parts)
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}tr.win{background:#fde7ea;font-weight:bold}tr.ref{color:#666}
+.ok{background:#e8f6ec;padding:.6em}.warn{background:#fff4d6;padding:.6em}img{max-width:100%}"""
+
+
+def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+    """Write report.html + pareto.png into out_dir (created) and return the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_pareto(summary, out / PLOT_NAME)
+    inputs = ", ".join(f"{k}: {_esc(v)}" for k, v in summary["inputs"].items() if v)
+    body = (
+        f"<h1>Repair sweep</h1><p>{inputs}</p>"
+        f"<p>Utility floor: {summary['utility_floor']:g} &times; tuned's utility (selection split).</p>"
+        + _winner_section(summary)
+        + f"<h2>Pareto front (selection split)</h2><img src='{PLOT_NAME}' alt='Pareto plot of repair candidates'>"
+        + _candidate_table(summary)
+        + _notes(summary)
+    )
+    page = f"<!doctype html><html><head><meta charset='utf-8'><title>realignkit sweep</title><style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    (out / REPORT_NAME).write_text(page)
+    return out / REPORT_NAME
+
+
+def render_from_file(sweep_json: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
+    return render_sweep_report(json.loads(Path(sweep_json).read_text()), out_dir)

@@ -1,0 +1,90 @@
+"""Sweep settings: typed, unknown keys refused, bad input one line (exit 2 via the CLI)."""
+
+import pytest
+
+from realignkit.cli import main
+from realignkit.common import BadInputError
+from realignkit.pipeline.config import DEFAULT_GRIDS, build_config, load_recipe
+
+KNOWN = set(DEFAULT_GRIDS)
+
+
+@pytest.fixture()
+def dirs(tmp_path):
+    for name in ("aligned", "tuned"):
+        (tmp_path / name).mkdir()
+    return tmp_path
+
+
+def _settings(dirs, **extra):
+    return {"aligned": str(dirs / "aligned"), "tuned": str(dirs / "tuned"), **extra}
+
+
+def test_defaults_and_grid_override(dirs):
+    config = build_config(_settings(dirs, methods=["interpolate", "ties"], grids={"ties": {"density": [0.3]}}), KNOWN)
+    assert config.utility_floor == 0.9
+    assert config.grid_for("interpolate") == DEFAULT_GRIDS["interpolate"]
+    assert config.grid_for("ties") == {"density": [0.3], "scale": DEFAULT_GRIDS["ties"]["scale"]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"methods": []}, "method list is empty"),
+        ({"methods": ["  "]}, "method list is empty"),
+        ({"utility_floor": 0.0}, "utility floor must be in (0, 1]"),
+        ({"utility_floor": 1.5}, "utility floor must be in (0, 1]"),
+        ({"utilty_floor": 0.5}, "did you mean 'utility_floor'"),
+        ({"methods": ["interpolat"]}, "did you mean 'interpolate'"),
+        ({"methods": ["interpolate"], "grids": {"ties": {"density": [0.1]}}}, "not in the method list"),
+        ({"limit": 0}, "must be >= 1"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(dirs, extra, message):
+    with pytest.raises(BadInputError) as exc:
+        build_config(_settings(dirs, **extra), KNOWN)
+    assert message in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_model_dir(dirs):
+    with pytest.raises(BadInputError, match="--tuned .* does not exist"):
+        build_config({"aligned": str(dirs / "aligned"), "tuned": str(dirs / "nope")}, KNOWN)
+
+
+def test_recipe_paths_are_relative_to_the_recipe(dirs):
+    recipe = dirs / "recipe.yaml"
+    recipe.write_text("aligned: aligned\ntuned: tuned\nutility_floor: 0.8\nmethods: [interpolate]\n")
+    config = build_config(load_recipe(recipe), KNOWN)
+    assert config.aligned == dirs / "aligned" and config.utility_floor == 0.8
+
+
+def test_recipe_unknown_key_is_refused(dirs):
+    recipe = dirs / "recipe.yaml"
+    recipe.write_text("aligned: aligned\ntuned: tuned\nmethod: [interpolate]\n")
+    with pytest.raises(BadInputError, match="did you mean 'methods'"):
+        build_config(load_recipe(recipe), KNOWN)
+
+
+def test_fingerprint_changes_with_results_relevant_settings_only(dirs):
+    a = build_config(_settings(dirs, methods=["interpolate"]), KNOWN)
+    b = build_config(_settings(dirs, methods=["interpolate"], keep_candidates=True), KNOWN)
+    c = build_config(_settings(dirs, methods=["interpolate"], utility_floor=0.8), KNOWN)
+    assert a.fingerprint() == b.fingerprint() != c.fingerprint()
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--methods", ","], "method list is empty"),
+        (["--utility-floor", "0"], "utility floor must be in (0, 1]"),
+        (["--utility-floor", "1.01"], "utility floor must be in (0, 1]"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(dirs, capsys, flags, message):
+    out = dirs / "out"
+    code = main(["sweep", "--aligned", str(dirs / "aligned"), "--tuned", str(dirs / "tuned"), *flags, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and not (dirs / "out.partial").exists()
