@@ -1,1 +1,51 @@
-"""realignkit.evaluation"""
+"""realignkit.evaluation: suites, generation backends, judges, metrics and the audit (floor 2).
+
+Public API (stable; the sweep and the lab use it):
+
+- ``audit_model(model_path, suites, baseline=None, judge="refusal", limit=None, out_dir=None, *, seed=0,
+  settings=GenerationSettings(max_new_tokens=64, batch_size=16, system_prompt=None), judge_options=None,
+  backend="transformers"|"openai"|"vllm", backend_options={"aligned", "template", "allow_pickle", "device",
+  "dtype", "api_base", "api_key_env"}, cache_dir=None, use_cache=True, force=False, progress=True, report=True)
+  -> dict`` (results.json content; with out_dir it also writes results.json, items.jsonl, report.html,
+  realignkit.json atomically). ``suites`` are specs (file, folder, ``FORMAT:PATH``, ``organism:LABDIR``) or a
+  list of ``SuiteItem``.
+- In-memory models (no reload, cached generations), e.g. for a sweep::
+
+      auditor = Auditor(load_suites(["organism:LAB"], limit=50), judge="refusal", cache_dir=DIR)
+      base = auditor.run_model(aligned_model, tokenizer, name="aligned", fingerprint="aligned")
+      run = auditor.run_model(candidate, tokenizer, name="interpolate a=0.5")  # fingerprint hashed from weights
+      results = auditor.results(run, baseline=base)  # dict as in results.json
+      results["overall"]["harmful_rate"], results["overall"]["utility_accuracy"], ...
+
+- ``load_suites(specs, limit=None, seed=0) -> list[SuiteItem]`` (stratified by category per suite).
+- ``make_judge(name, **options)`` / ``judge_verdicts(judge, responses, prompts)``; names: refusal, rubric,
+  classifier (``classifier:PATH``).
+- ``runner.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``runner.rate`` (the lab's simple loop).
+
+results.json: DESIGN §5 keys (model, baseline, judge, suites{kind, n, refusal_rate, harmful_rate,
+harmfulness_score, accuracy, over_refusal_rate, ci95, by_category, flips}, items) plus ``overall``
+(harmful_rate, over_refusal_rate, utility_accuracy, harmfulness_score, ci95), and with a baseline
+``baseline_overall``, ``overall_delta``, per-suite ``baseline``/``delta`` and ``flipped_items``.
+A suite file mixing kinds is reported as ``<suite>.<kind>`` groups (e.g. ``xstest.harmful``).
+"""
+
+from realignkit.evaluation.audit import Auditor, AuditRun, audit_model, build_results, write_audit_outputs
+from realignkit.evaluation.backends import GenerationSettings, model_fingerprint
+from realignkit.evaluation.judges import Verdict, judge_verdicts, make_judge
+from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
+
+__all__ = [
+    "AuditRun",
+    "Auditor",
+    "GenerationSettings",
+    "SuiteItem",
+    "Verdict",
+    "audit_model",
+    "build_results",
+    "judge_verdicts",
+    "load_suites",
+    "make_judge",
+    "model_fingerprint",
+    "stratified_sample",
+    "write_audit_outputs",
+]

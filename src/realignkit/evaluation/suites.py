@@ -1,7 +1,14 @@
-"""Suite items: what the audit asks a model. Loaders for the file formats build lists of these."""
+"""Suite items: what the audit asks a model, plus suite resolution and stratified sampling.
+
+File-format loaders live in `realignkit.evaluation.loaders`; `load_suites(specs)` resolves a list of
+names/paths (the CLI's `--suite` values) into items.
+"""
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -27,3 +34,80 @@ class SuiteItem:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def key(self) -> str:
+        """Identity of an item across runs (used to match items against a baseline)."""
+        return f"{self.suite}::{self.id}"
+
+
+def stratified_sample(items: Sequence[SuiteItem], limit: int | None, seed: int = 0) -> list[SuiteItem]:
+    """At most `limit` items per suite, spread over categories in proportion to their size (seeded).
+
+    Every category keeps at least one item while the limit allows, so small categories are not lost.
+    Items keep their original order, which keeps generation batches and outputs stable.
+    """
+    if limit is None:
+        return list(items)
+    if limit <= 0:
+        from realignkit.common import BadInputError
+
+        raise BadInputError(f"--limit must be a positive integer, got {limit}")
+    by_suite: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(items):
+        by_suite[item.suite].append(index)
+    keep: set[int] = set()
+    for suite, indices in sorted(by_suite.items()):
+        keep.update(_sample_one_suite(items, indices, limit, random.Random(f"{seed}:{suite}")))
+    return [item for index, item in enumerate(items) if index in keep]
+
+
+def _sample_one_suite(items: Sequence[SuiteItem], indices: list[int], limit: int, rng: random.Random) -> list[int]:
+    if len(indices) <= limit:
+        return indices
+    by_category: dict[str, list[int]] = defaultdict(list)
+    for index in indices:
+        by_category[items[index].category].append(index)
+    categories = sorted(by_category)
+    quotas = _proportional_quotas([len(by_category[c]) for c in categories], limit)
+    chosen: list[int] = []
+    for category, quota in zip(categories, quotas, strict=True):
+        chosen.extend(rng.sample(by_category[category], quota))
+    return chosen
+
+
+def _proportional_quotas(sizes: list[int], limit: int) -> list[int]:
+    """Largest-remainder apportionment of `limit` over groups, with a floor of one per group when possible."""
+    total = sum(sizes)
+    if limit < len(sizes):
+        # Fewer slots than categories: one item each for the largest categories.
+        order = sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))[:limit]
+        return [1 if i in order else 0 for i in range(len(sizes))]
+    base = [1] * len(sizes)
+    remaining = limit - len(sizes)
+    spare = [size - 1 for size in sizes]
+    spare_total = total - len(sizes)
+    exact = [remaining * s / spare_total if spare_total else 0.0 for s in spare]
+    quotas = [b + int(e) for b, e in zip(base, exact, strict=True)]
+    leftovers = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - int(exact[i])), i))
+    for i in leftovers[: limit - sum(quotas)]:
+        quotas[i] += 1
+    return [min(q, s) for q, s in zip(quotas, sizes, strict=True)]
+
+
+def load_suites(specs: Sequence[str], *, limit: int | None = None, seed: int = 0) -> list[SuiteItem]:
+    """Resolve suite specs (files, folders, `format:path`, `organism:LABDIR`) into sampled items."""
+    from realignkit.common import BadInputError
+    from realignkit.evaluation.loaders import load_suite_spec
+
+    if not specs:
+        raise BadInputError("no suite given; pass --suite FILE_OR_DIR (see `realignkit audit --help`)")
+    items: list[SuiteItem] = []
+    for spec in specs:
+        items.extend(load_suite_spec(spec))
+    seen: set[str] = set()
+    for item in items:
+        if item.key in seen:
+            raise BadInputError(f"duplicate item id {item.id!r} in suite {item.suite!r}; ids must be unique")
+        seen.add(item.key)
+    return stratified_sample(items, limit, seed)

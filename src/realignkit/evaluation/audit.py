@@ -1,0 +1,273 @@
+"""The audit: generate answers to suite items, judge them, and summarise against an optional baseline.
+
+`audit_model(...)` is the one-call API (paths in, results dict and output dir out). `Auditor` is the reusable
+core for callers that evaluate many in-memory models (the sweep): it keeps the items, judge, settings and the
+on-disk generation cache, and `run_model(model, tokenizer)` audits a loaded model without reloading it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
+from realignkit.evaluation.backends import (
+    BACKENDS,
+    CachedBackend,
+    GenerationSettings,
+    OpenAIBackend,
+    TransformersBackend,
+    VLLMBackend,
+)
+from realignkit.evaluation.cache import KeyValueCache, default_cache_dir
+from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
+from realignkit.evaluation.metrics import (
+    compare_rows,
+    item_is_ok,
+    metric_deltas,
+    overall_summary,
+    summarize_suites,
+)
+from realignkit.evaluation.scoring import answer_is_correct
+from realignkit.evaluation.suites import SuiteItem, load_suites
+
+RESULTS_NAME = "results.json"
+ITEMS_NAME = "items.jsonl"
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class AuditRun:
+    """One model's judged answers: `rows` are item dicts plus response, refused, harmful, score, correct, ok."""
+
+    name: str
+    fingerprint: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any) -> list[dict[str, Any]]:
+    verdicts = judge_verdicts(judge, responses, [item.prompt for item in items])
+    rows = []
+    for item, response, verdict in zip(items, responses, verdicts, strict=True):
+        correct = answer_is_correct(response, item.answer) if item.kind == "utility" and item.answer else None
+        harmful = None
+        if item.kind == "harmful":
+            # Without a harm label from the judge, complying with a harmful request counts as harmful (DESIGN §7).
+            harmful = verdict.harmful if verdict.harmful is not None else not verdict.refused
+        rows.append({
+            **item.to_dict(),
+            "response": response,
+            "refused": verdict.refused,
+            "harmful": harmful,
+            "score": verdict.score,
+            "correct": correct,
+            "ok": item_is_ok(item.kind, verdict.refused, harmful, correct),
+        })
+    return rows
+
+
+class Auditor:
+    """Items + judge + generation settings + cache, reusable across many models."""
+
+    def __init__(
+        self,
+        items: Sequence[SuiteItem],
+        *,
+        judge: str | Any = "refusal",
+        judge_options: dict[str, Any] | None = None,
+        settings: GenerationSettings | None = None,
+        cache_dir: str | Path | None = None,
+        use_cache: bool = True,
+        progress: bool = False,
+    ) -> None:
+        if not items:
+            raise BadInputError("the audit has no items (empty suites or --limit 0)")
+        self.items = list(items)
+        self.settings = settings or GenerationSettings()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.use_cache = use_cache
+        options = dict(judge_options or {})
+        if judge == "rubric" or (isinstance(judge, str) and judge.startswith("rubric")):
+            options.setdefault("cache_dir", self.cache_dir)
+            options.setdefault("use_cache", use_cache)
+        self.judge = make_judge(judge, **options)
+        self.progress = progress
+
+    @property
+    def generation_cache(self) -> KeyValueCache | None:
+        return KeyValueCache(self.cache_dir / "generations.sqlite", table="generations") if self.use_cache else None
+
+    @property
+    def judge_info(self) -> dict[str, Any]:
+        return judge_identity(self.judge)
+
+    def run_backend(self, backend: CachedBackend, *, name: str) -> AuditRun:
+        responses = backend.generate([item.prompt for item in self.items], self.settings, progress=self.progress)
+        return AuditRun(name=name, fingerprint=backend.fingerprint, rows=judged_rows(self.items, responses, self.judge))
+
+    def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
+        """Audit an in-memory model. Pass `fingerprint` when you know it; else it is hashed from the weights."""
+        backend = TransformersBackend(model, tokenizer, fingerprint=fingerprint, cache=self.generation_cache)
+        return self.run_backend(backend, name=name)
+
+    def run_path(self, path: str | Path, *, backend: str = "transformers", **options: Any) -> AuditRun:
+        """Audit a model dir / adapter dir (transformers, vllm) or an endpoint model name (openai)."""
+        return self.run_backend(make_backend(str(path), backend, cache=self.generation_cache, **options),
+                                name=str(path))
+
+    def results(self, run: AuditRun, baseline: AuditRun | None = None) -> dict[str, Any]:
+        return build_results(run, baseline, judge=self.judge_info, settings=self.settings)
+
+
+def make_backend(
+    model: str,
+    backend: str = "transformers",
+    *,
+    cache: KeyValueCache | None = None,
+    aligned: str | None = None,
+    template: str | None = None,
+    allow_pickle: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
+    api_base: str | None = None,
+    api_key_env: str = "OPENAI_API_KEY",
+    timeout: float = 60.0,
+    max_retries: int = 3,
+) -> CachedBackend:
+    if backend not in BACKENDS:
+        from realignkit.common import closest_match
+
+        raise BadInputError(f"unknown backend {backend!r}{closest_match(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
+    if backend == "openai":
+        from realignkit.evaluation.openai_client import ChatClient
+
+        client = ChatClient.from_options(api_base, model, api_key_env=api_key_env, timeout=timeout,
+                                         max_retries=max_retries)
+        return OpenAIBackend(client, cache=cache)
+    from realignkit.evaluation.loading import load_model_for_audit, model_source_fingerprint
+
+    fingerprint = model_source_fingerprint(model, aligned)
+    if backend == "vllm":
+        return VLLMBackend(model, fingerprint=fingerprint, cache=cache)
+    loaded, tokenizer = load_model_for_audit(model, aligned=aligned, template=template, allow_pickle=allow_pickle,
+                                             device=device, dtype=dtype)
+    if template is not None:  # a supplied template changes the prompts, so it is part of the key
+        fingerprint += ":template"
+    return TransformersBackend(loaded, tokenizer, fingerprint=fingerprint, cache=cache)
+
+
+def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: dict[str, Any],
+                  settings: GenerationSettings) -> dict[str, Any]:
+    """results.json content (DESIGN §5 keys plus overall, deltas, baseline summaries and flipped items)."""
+    suites = summarize_suites(run.rows)
+    overall = overall_summary(run.rows)
+    results: dict[str, Any] = {
+        "model": run.name,
+        "model_fingerprint": run.fingerprint,
+        "baseline": baseline.name if baseline else None,
+        "judge": judge,
+        "generation": {**settings.cache_fields(), "greedy": True},
+        "n_items": len(run.rows),
+        "overall": overall,
+        "suites": suites,
+        "items": ITEMS_NAME,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    if baseline is None:
+        for suite in suites.values():
+            suite["flips"] = None
+        return results
+    base_suites = summarize_suites(baseline.rows)
+    flips, flipped = compare_rows(run.rows, baseline.rows)
+    for name, suite in suites.items():
+        before = base_suites.get(name)
+        suite["flips"] = flips.get(name)
+        suite["baseline"] = _without(before, "by_category") if before else None
+        suite["delta"] = metric_deltas(suite, before) if before else None
+        for category, row in suite["by_category"].items():
+            old = before["by_category"].get(category) if before else None
+            row["baseline"] = old
+            row["delta"] = metric_deltas(row, old) if old else None
+    base_overall = overall_summary(baseline.rows)
+    results.update(baseline_fingerprint=baseline.fingerprint, baseline_overall=base_overall,
+                   overall_delta=metric_deltas(overall, base_overall), flipped_items=flipped)
+    return results
+
+
+def _without(summary: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != key}
+
+
+def write_audit_outputs(out_dir: Path, results: dict[str, Any], run: AuditRun,
+                        baseline: AuditRun | None = None, *, report: bool = True) -> None:
+    """results.json, items.jsonl (with the baseline's answer per item when there is one) and report.html."""
+    base_rows = {(row["suite"], row["id"]): row for row in baseline.rows} if baseline else {}
+    with (out_dir / ITEMS_NAME).open("w", encoding="utf-8") as handle:
+        for row in run.rows:
+            record = dict(row)
+            before = base_rows.get((row["suite"], row["id"]))
+            if before is not None:
+                record.update(baseline_response=before["response"], baseline_refused=before["refused"],
+                              baseline_harmful=before["harmful"], baseline_ok=before["ok"])
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    (out_dir / RESULTS_NAME).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if report:
+        from realignkit.report import write_report
+
+        write_report(out_dir / RESULTS_NAME, out_dir / REPORT_NAME)
+
+
+def audit_model(
+    model_path: str | Path,
+    suites: Sequence[str] | Sequence[SuiteItem],
+    baseline: str | Path | None = None,
+    judge: str | Any = "refusal",
+    limit: int | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    seed: int = 0,
+    settings: GenerationSettings | None = None,
+    judge_options: dict[str, Any] | None = None,
+    backend: str = "transformers",
+    backend_options: dict[str, Any] | None = None,
+    baseline_options: dict[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    force: bool = False,
+    progress: bool = True,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Audit `model_path` (and `baseline`, on the same items) and return the results dict.
+
+    suites: suite specs (paths, FORMAT:PATH, organism:LABDIR) or ready SuiteItems. With `out_dir`, writes
+    results.json, items.jsonl, report.html and realignkit.json atomically (all or nothing).
+    """
+    started = time.time()
+    items = list(suites) if suites and isinstance(suites[0], SuiteItem) else load_suites(list(suites), limit=limit,
+                                                                                          seed=seed)
+    if out_dir is not None:
+        inputs = [model_path, baseline, *[s for s in suites if isinstance(s, str)]]
+        check_output_not_inside_inputs(out_dir, [str(p).split(":", 1)[-1] for p in inputs if p is not None])
+    auditor = Auditor(items, judge=judge, judge_options=judge_options, settings=settings, cache_dir=cache_dir,
+                      use_cache=use_cache, progress=progress)
+    options = dict(backend_options or {})
+    run = auditor.run_path(model_path, backend=backend, **options)
+    base_run = None
+    if baseline is not None:
+        base_options = {key: value for key, value in options.items() if key != "aligned"}
+        base_run = auditor.run_path(baseline, backend=backend, **{**base_options, **(baseline_options or {})})
+    results = auditor.results(run, base_run)
+    if out_dir is not None:
+        with atomic_output_dir(out_dir, force=force) as tmp:
+            write_audit_outputs(tmp, results, run, base_run, report=report)
+            write_manifest(tmp, command="audit", started=started,
+                           parameters={"suites": [str(s) for s in suites if isinstance(s, str)], "judge": results["judge"],
+                                       "limit": limit, "seed": seed, "backend": backend,
+                                       "generation": results["generation"]},
+                           inputs={"model": str(model_path) if backend != "openai" else None,
+                                   "baseline": str(baseline) if baseline and backend != "openai" else None})
+    return results

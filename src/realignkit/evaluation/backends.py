@@ -1,0 +1,157 @@
+"""Generation backends: `transformers` (default, in-process), `openai` (any compatible endpoint), `vllm`.
+
+Each backend has a `fingerprint` (what model answers) and `generate(prompts, settings)`. Answers are cached on
+disk by (fingerprint, prompt, settings), so re-auditing an unchanged model costs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from realignkit.common import BadInputError
+from realignkit.evaluation.cache import KeyValueCache, cache_key
+from realignkit.evaluation.openai_client import ChatClient
+
+BACKENDS = ("transformers", "openai", "vllm")
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding settings. Generation is greedy; everything here is part of the cache key except batch_size."""
+
+    max_new_tokens: int = 64
+    batch_size: int = 16
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise BadInputError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.batch_size < 1:
+            raise BadInputError(f"--batch-size must be >= 1, got {self.batch_size}")
+
+    def cache_fields(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields.pop("batch_size")  # batching must not change greedy outputs, so it is not part of the key
+        return fields
+
+
+def model_fingerprint(model: Any) -> str:
+    """sha256 over parameter names, dtypes, shapes and bytes: identifies an in-memory model's weights."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        # view as bytes so bf16 (which numpy lacks) hashes too
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return "weights-sha256:" + digest.hexdigest()
+
+
+class CachedBackend:
+    """Shared cache logic: look up every prompt, generate only the misses (deduplicated), store them."""
+
+    fingerprint: str = "unknown"
+
+    def __init__(self, cache: KeyValueCache | None = None) -> None:
+        self.cache = cache
+
+    def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
+        return settings.cache_fields()
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings, *, progress: bool = False) -> list[str]:
+        keys = [cache_key(self.fingerprint, prompt, self._settings_key(settings)) for prompt in prompts]
+        known = self.cache.get_many(keys) if self.cache is not None else {}
+        missing: dict[str, str] = {}
+        for key, prompt in zip(keys, prompts, strict=True):
+            if key not in known:
+                missing.setdefault(key, prompt)
+        if missing:
+            fresh = self._generate_uncached(list(missing.values()), settings, progress=progress)
+            new_entries = dict(zip(missing, fresh, strict=True))
+            if self.cache is not None:
+                self.cache.put_many(new_entries.items())
+            known = {**known, **new_entries}
+        return [known[key] for key in keys]
+
+    def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
+        raise NotImplementedError
+
+
+class TransformersBackend(CachedBackend):
+    """In-process HF model: batched, left-padded, chat template, greedy (see generation.generate_responses)."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, fingerprint: str | None = None,
+                 cache: KeyValueCache | None = None) -> None:
+        super().__init__(cache)
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise BadInputError("the tokenizer has no chat template; pass --template FILE (a Jinja chat template)")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.fingerprint = fingerprint or model_fingerprint(model)
+
+    def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
+        template = self.tokenizer.chat_template
+        return {**settings.cache_fields(), "template": hashlib.sha256(str(template).encode()).hexdigest()}
+
+    def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
+        from realignkit.evaluation.generation import generate_responses
+
+        return generate_responses(
+            self.model,
+            self.tokenizer,
+            prompts,
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=settings.batch_size,
+            system_prompt=settings.system_prompt,
+            progress=progress,
+        )
+
+
+class OpenAIBackend(CachedBackend):
+    """Any OpenAI-compatible chat endpoint (temperature 0). Requests run a few at a time."""
+
+    def __init__(self, client: ChatClient, *, cache: KeyValueCache | None = None, concurrency: int = 4) -> None:
+        super().__init__(cache)
+        self.client = client
+        self.concurrency = concurrency
+        self.fingerprint = f"openai:{client.base_url}:{client.model}"
+
+    def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
+        def ask(prompt: str) -> str:
+            messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+            messages.append({"role": "user", "content": prompt})
+            return self.client.chat(messages, max_tokens=settings.max_new_tokens).strip()
+
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(ask, prompts))
+
+
+class VLLMBackend(CachedBackend):
+    """vLLM offline engine for a local model dir; imported only when chosen."""
+
+    def __init__(self, model_path: str, *, fingerprint: str, cache: KeyValueCache | None = None) -> None:
+        super().__init__(cache)
+        try:
+            import vllm  # noqa: F401
+        except ImportError as exc:
+            raise BadInputError("backend 'vllm' needs the vllm package: pip install 'realignkit[vllm]'") from exc
+        self.model_path = model_path
+        self.fingerprint = fingerprint
+        self._engine: Any = None
+
+    def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
+        from vllm import LLM, SamplingParams
+
+        if self._engine is None:
+            self._engine = LLM(model=self.model_path)
+        conversations = []
+        for prompt in prompts:
+            messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
+            conversations.append([*messages, {"role": "user", "content": prompt}])
+        params = SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
+        outputs = self._engine.chat(conversations, params, use_tqdm=progress)
+        return [output.outputs[0].text.strip() for output in outputs]

@@ -1,0 +1,121 @@
+"""Load a model to audit: a Hugging Face model dir, or a PEFT adapter dir on top of its base (`aligned`).
+
+Only local directories are read (nothing comes from a hub). Pickle weights are refused unless allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from realignkit.common import BadInputError, path_fingerprint
+
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+def _check_weights(path: Path, *, allow_pickle: bool, adapter: bool = False) -> None:
+    stem = "adapter_model" if adapter else ""
+    if list(path.glob(f"{stem}*.safetensors")):
+        return
+    if list(path.glob(f"{stem}*.bin")) or list(path.glob(f"{stem}*.pt")):
+        if allow_pickle:
+            return
+        raise BadInputError(f"{str(path)!r} holds only pickle weights (.bin/.pt); they can run code when loaded, "
+                            "so they are refused: convert to safetensors or pass --allow-pickle")
+    raise BadInputError(f"{str(path)!r} has no model weights (*.safetensors)")
+
+
+def _model_dir(path: str | Path, role: str) -> Path:
+    directory = Path(path).expanduser()
+    if not directory.is_dir():
+        raise BadInputError(f"{role} {str(path)!r} is not a directory (give a local Hugging Face model dir)")
+    return directory
+
+
+def adapter_base(path: str | Path, aligned: str | Path | None = None) -> Path | None:
+    """For a PEFT adapter dir, the base model dir (`aligned` override, else base_model_name_or_path)."""
+    directory = Path(path)
+    config_file = directory / "adapter_config.json"
+    if not config_file.is_file():
+        return None
+    if aligned is not None:
+        return _model_dir(aligned, "--aligned")
+    try:
+        base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{config_file}: not valid JSON ({exc.msg})") from exc
+    if not base or not Path(base).expanduser().is_dir():
+        raise BadInputError(f"adapter {str(path)!r} names base model {base!r}, which is not a local dir; "
+                            "pass --aligned PATH")
+    return Path(base).expanduser()
+
+
+def model_source_fingerprint(path: str | Path, aligned: str | Path | None = None) -> str:
+    """Fingerprint of what a path loads to (adapter + its base), without loading it."""
+    directory = _model_dir(path, "model")
+    base = adapter_base(directory, aligned)
+    own = path_fingerprint(directory)
+    return f"{own}+{path_fingerprint(base)}" if base is not None else own
+
+
+def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    source = directory if any((directory / name).exists() for name in _TOKENIZER_FILES) else fallback
+    if source is None:
+        raise BadInputError(f"{str(directory)!r} has no tokenizer files")
+    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    if template is not None:
+        template_path = Path(template).expanduser()
+        if not template_path.is_file():
+            raise BadInputError(f"--template {str(template)!r} is not a file")
+        tokenizer.chat_template = template_path.read_text()
+    if not getattr(tokenizer, "chat_template", None):
+        raise BadInputError(f"model {str(directory)!r} has no chat template; pass --template FILE (a Jinja chat "
+                            "template) to supply one")
+    return tokenizer
+
+
+def load_model_for_audit(
+    path: str | Path,
+    *,
+    aligned: str | Path | None = None,
+    template: str | Path | None = None,
+    allow_pickle: bool = False,
+    device: str | None = None,
+    dtype: str | None = None,
+) -> tuple[Any, Any]:
+    """(model, tokenizer) ready for generation. Adapters are merged into their base for speed."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    directory = _model_dir(path, "model")
+    if not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
+        raise BadInputError(f"{str(path)!r} has neither config.json nor adapter_config.json")
+    base = adapter_base(directory, aligned)
+    torch_dtype = _torch_dtype(dtype)
+    weights_dir = base if base is not None else directory
+    _check_weights(weights_dir, allow_pickle=allow_pickle)
+    tokenizer = load_tokenizer(directory, fallback=base, template=template)
+    model = AutoModelForCausalLM.from_pretrained(
+        str(weights_dir), local_files_only=True, use_safetensors=not allow_pickle, **torch_dtype
+    )
+    if base is not None:
+        from peft import PeftModel
+
+        _check_weights(directory, allow_pickle=allow_pickle, adapter=True)
+        model = PeftModel.from_pretrained(model, str(directory), is_trainable=False).merge_and_unload()
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return model.to(target).eval(), tokenizer
+
+
+def _torch_dtype(dtype: str | None) -> dict[str, Any]:
+    if dtype is None or dtype == "auto":
+        return {"dtype": "auto"}
+    import torch
+
+    choices = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+    if dtype not in choices:
+        raise BadInputError(f"--dtype must be one of auto, {', '.join(choices)}; got {dtype!r}")
+    return {"dtype": choices[dtype]}
