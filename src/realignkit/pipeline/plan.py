@@ -14,7 +14,7 @@ from realignkit.common import BadInputError, path_fingerprint
 from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate, plan_candidates
 from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
-from realignkit.pipeline.evaluate import model_fingerprint, split_items
+from realignkit.pipeline.evaluate import split_items, weights_fingerprint
 from realignkit.pipeline.suites import load_sweep_items
 
 
@@ -64,7 +64,7 @@ def _arguments(config: SweepConfig, items: list[SuiteItem]) -> dict[str, Any]:
     """What decides the results: settings, input checkpoints' and data files' fingerprints, the suite items."""
     arguments = config.fingerprint_payload()
     arguments["input_fingerprints"] = {
-        role: model_fingerprint(path, config.aligned) if Path(path).is_dir() else path_fingerprint(path)
+        role: weights_fingerprint(path, config.aligned) if Path(path).is_dir() else path_fingerprint(path)
         for role in ("aligned", "tuned", "base", "unaligned")
         if (path := getattr(config, role)) is not None
     }

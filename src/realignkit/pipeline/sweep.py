@@ -19,12 +19,7 @@ from realignkit.common import BadInputError, write_manifest
 from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
 from realignkit.pipeline.config import SweepConfig
-from realignkit.pipeline.evaluate import (
-    GenerationCache,
-    evaluate_model_dir,
-    metrics_from_results,
-    model_fingerprint,
-)
+from realignkit.pipeline.evaluate import SplitEvaluator
 from realignkit.pipeline.pareto import pareto_front, pick_winner, point_from_metrics
 from realignkit.pipeline.plan import SweepPlan, make_plan
 from realignkit.pipeline.repair_adapter import materialize
@@ -61,8 +56,10 @@ def run_sweep(
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
     resumed = run.open(plan.arguments, fresh=fresh)
-    cache = GenerationCache(cache_dir or run.cache_dir)
-    runner = _Runner(config, plan, run, cache, materialize_fn, progress)
+    evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
+                               aligned=config.aligned, max_new_tokens=config.max_new_tokens,
+                               batch_size=config.batch_size)
+    runner = _Runner(config, plan, run, evaluator, materialize_fn, progress)
     try:
         references = runner.references("selection")
         rows = runner.candidates()
@@ -93,28 +90,14 @@ class _Runner:
         config: SweepConfig,
         plan: SweepPlan,
         run: RunDir,
-        cache: GenerationCache,
+        evaluator: SplitEvaluator,
         materialize_fn: Materialize,
         progress: bool,
     ) -> None:
-        self.config, self.plan, self.run, self.cache = config, plan, run, cache
+        self.config, self.plan, self.run, self.evaluator = config, plan, run, evaluator
         self.materialize_fn, self.progress = materialize_fn, progress
         self.evaluated = 0
         self.log: list[str] = []
-
-    def _evaluate(self, model_dir: Path, split: str) -> tuple[dict[str, Any], dict[str, int], str]:
-        items: list[SuiteItem] = self.plan.splits[split]
-        results, counts = evaluate_model_dir(
-            model_dir,
-            items,
-            self.cache,
-            aligned=self.config.aligned,
-            max_new_tokens=self.config.max_new_tokens,
-            batch_size=self.config.batch_size,
-        )
-        metrics = metrics_from_results(results)
-        metrics["split"] = split
-        return metrics, counts, model_fingerprint(model_dir, self.config.aligned)
 
     def references(self, split: str) -> dict[str, dict[str, Any]]:
         """aligned and tuned on `split` (tuned's utility is what the floor is relative to)."""
@@ -123,8 +106,8 @@ class _Runner:
             state_id = f"_reference-{role}-{split}"
             state = self.run.load_state(state_id)
             if state is None:
-                metrics, counts, fingerprint = self._evaluate(Path(getattr(self.config, role)), split)
-                state = {"role": role, "split": split, "metrics": metrics, "fingerprint": fingerprint, **counts}
+                metrics = self.evaluator.reference(Path(getattr(self.config, role)), split)
+                state = {"role": role, "split": split, "metrics": metrics}
                 self.run.save_state(state_id, state)
             refs[role] = state
         return refs
@@ -149,7 +132,7 @@ class _Runner:
         try:
             self.materialize_fn(candidate, self.config, model_dir)
             repaired = time.time()
-            metrics, counts, fingerprint = self._evaluate(model_dir, "selection")
+            metrics = self.evaluator.candidate(model_dir, "selection")
         finally:
             if not self.config.keep_candidates:
                 shutil.rmtree(model_dir, ignore_errors=True)
@@ -164,9 +147,7 @@ class _Runner:
             "params": candidate.params,
             "label": candidate.label(),
             "metrics": metrics,
-            "fingerprint": fingerprint,
             "seconds": {"repair": round(repaired - started, 3), "evaluate": round(time.time() - repaired, 3)},
-            **counts,
         }
         self.run.save_state(candidate.id, state)
         return state
@@ -189,9 +170,9 @@ class _Runner:
                     "meets_floor": point.utility_retained is None
                     or point.utility_retained >= self.config.utility_floor - 1e-12,
                     "pareto": row["id"] in front,
-                    "fingerprint": row["fingerprint"],
-                    "generated": row["generated"],
-                    "cached": row["cached"],
+                    "fingerprint": row["metrics"]["fingerprint"],
+                    "generated": row["metrics"]["generated"],
+                    "cached": row["metrics"]["cached"],
                     "seconds": row["seconds"],
                 }
             )
@@ -225,7 +206,7 @@ class _Runner:
                 shutil.rmtree(winner_dir, ignore_errors=True)
                 self.materialize_fn(candidate, self.config, self.run.scratch / "winner")
                 shutil.move(str(self.run.scratch / "winner"), winner_dir)
-            test_metrics, _, _ = self._evaluate(winner_dir, "test")
+            test_metrics = self.evaluator.candidate(winner_dir, "test")
             test_refs = self.references("test")
             tuned_test_utility = test_refs["tuned"]["metrics"]["utility"]
             retained = point_from_metrics("winner", test_metrics, tuned_test_utility).utility_retained
