@@ -1,16 +1,91 @@
-"""`realignkit audit`: placeholder until its issue lands; the owning work replaces this module."""
+"""`realignkit audit MODEL [--baseline MODEL] --suite ... [--judge NAME] [--limit N] --out DIR`."""
 
 from __future__ import annotations
 
 import argparse
 
-from realignkit.common.errors import BadInputError
+EPILOG = """suites: a .jsonl (generic: prompt, kind, optional id/category/answer/meta), a HarmBench/AdvBench/XSTest
+CSV, a HEx-PHI-format folder of per-category CSVs, a lab dir (organism suites), or FORMAT:PATH with FORMAT in
+jsonl, harmbench, advbench, xstest, hex-phi, organism. API keys are read from the environment only."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("audit", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "audit", help="harm, over-refusal and utility of a model, by category, against a baseline",
+        description="Audit a model: generate answers to safety/utility suites, judge them, write results.json, "
+        "items.jsonl and report.html.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", metavar="MODEL", help="model dir, PEFT adapter dir, or endpoint model (--backend openai)")
+    parser.add_argument("--baseline", metavar="MODEL", help="parent model to compare against (flips, deltas)")
+    parser.add_argument("--suite", action="append", default=[], metavar="NAME_OR_FILE", help="repeatable")
+    parser.add_argument("--judge", default="refusal", help="refusal (default), rubric, classifier[:PATH]")
+    parser.add_argument("--limit", type=int, help="at most N items per suite, stratified by category")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sampling")
+    parser.add_argument("--out", required=True, metavar="DIR")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    model = parser.add_argument_group("model loading")
+    model.add_argument("--backend", default="transformers", help="transformers (default), openai, vllm")
+    model.add_argument("--aligned", metavar="PATH", help="base model for a PEFT adapter MODEL")
+    model.add_argument("--baseline-aligned", metavar="PATH", help="base model for a PEFT adapter baseline")
+    model.add_argument("--template", metavar="FILE", help="Jinja chat template for models that lack one")
+    model.add_argument("--allow-pickle", action="store_true", help="allow .bin/.pt pickle weights (unsafe)")
+    model.add_argument("--device", help="cpu, cuda, ... (default: cuda if available)")
+    model.add_argument("--dtype", help="auto (default), float32, float16, bfloat16")
+    model.add_argument("--api-base", help="OpenAI-compatible base URL (default $OPENAI_BASE_URL)")
+    model.add_argument("--api-key-env", default="OPENAI_API_KEY", help="env variable holding the API key")
+    generation = parser.add_argument_group("generation")
+    generation.add_argument("--max-new-tokens", type=int, default=64)
+    generation.add_argument("--batch-size", type=int, default=16)
+    generation.add_argument("--system-prompt")
+    generation.add_argument("--cache-dir", help="generation cache (default $REALIGNKIT_CACHE_DIR or ~/.cache/realignkit)")
+    generation.add_argument("--no-cache", action="store_true")
+    judge = parser.add_argument_group("judge")
+    judge.add_argument("--judge-model", metavar="PATH", help="classifier judge model dir")
+    judge.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
+    judge.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
+    judge.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
+    judge.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
+    judge.add_argument("--max-retries", type=int, default=3, help="retries per endpoint request")
     parser.set_defaults(func=_run)
 
 
+def judge_options_from_args(args: argparse.Namespace) -> dict[str, object]:
+    """Options for make_judge; only those the chosen judge takes."""
+    name = args.judge.split(":", 1)[0]
+    if name == "classifier":
+        return {"model_path": args.judge_model}
+    if name == "rubric":
+        return {"api_base": args.judge_api_base, "api_model": args.judge_api_model,
+                "api_key_env": args.judge_api_key_env, "timeout": args.timeout, "max_retries": args.max_retries}
+    return {}
+
+
 def _run(args: argparse.Namespace) -> int:
-    raise BadInputError("'audit' is not available in this build yet")
+    from realignkit.evaluation import GenerationSettings, audit_model
+
+    settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                  system_prompt=args.system_prompt)
+    backend_options = {"aligned": args.aligned, "template": args.template, "allow_pickle": args.allow_pickle,
+                       "device": args.device, "dtype": args.dtype}
+    if args.backend == "openai":
+        backend_options = {"api_base": args.api_base, "api_key_env": args.api_key_env, "timeout": args.timeout,
+                           "max_retries": args.max_retries}
+    results = audit_model(
+        args.model, args.suite, baseline=args.baseline, judge=args.judge, limit=args.limit, out_dir=args.out,
+        seed=args.seed, settings=settings, judge_options=judge_options_from_args(args), backend=args.backend,
+        backend_options=backend_options, baseline_options={"aligned": args.baseline_aligned},
+        cache_dir=args.cache_dir, use_cache=not args.no_cache, force=args.force,
+    )
+    _print_summary(results, args.out)
+    return 0
+
+
+def _print_summary(results: dict, out: str) -> None:
+    def show(value: object) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    overall, delta = results["overall"], results.get("overall_delta") or {}
+    for key in ("harmful_rate", "over_refusal_rate", "utility_accuracy"):
+        change = f" ({delta[key]:+.3f} vs baseline)" if delta.get(key) is not None else ""
+        print(f"{key}: {show(overall.get(key))}{change}")
+    print(f"wrote {out}/results.json, items.jsonl, report.html")

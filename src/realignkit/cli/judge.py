@@ -1,16 +1,47 @@
-"""`realignkit judge`: placeholder until its issue lands; the owning work replaces this module."""
+"""`realignkit judge --input FILE(.jsonl|.csv) [--prompt-field F] [--response-field F] [--judge NAME] --out FILE.jsonl`."""
 
 from __future__ import annotations
 
 import argparse
 
-from realignkit.common.errors import BadInputError
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("judge", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "judge", help="judge existing completions (adds `refused`), with agreement vs human labels",
+        description="Judge existing completions from a CSV or JSONL file and write them as JSONL with `refused`, "
+        "`judge` and `judge_version` added. With --label-field, print agreement with the human label.",
+    )
+    parser.add_argument("--input", required=True, metavar="FILE", help=".csv (with header) or .jsonl")
+    parser.add_argument("--out", required=True, metavar="FILE.jsonl")
+    parser.add_argument("--prompt-field", help="default: prompt")
+    parser.add_argument("--response-field", help="default: response, completion or output")
+    parser.add_argument("--label-field", help="human label column (e.g. XSTest final_label)")
+    parser.add_argument("--refusal-labels", help="comma-separated label values that mean refusal "
+                        "(default: values containing 'refus', or true/1/yes)")
+    parser.add_argument("--judge", default="refusal", help="refusal (default), rubric, classifier[:PATH]")
+    parser.add_argument("--judge-model", metavar="PATH", help="classifier judge model dir")
+    parser.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
+    parser.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
+    parser.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--max-retries", type=int, default=3)
+    parser.add_argument("--force", action="store_true", help="replace an existing --out")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise BadInputError("'judge' is not available in this build yet")
+    from realignkit.cli.audit import judge_options_from_args
+    from realignkit.evaluation.judge_file import judge_file
+
+    labels = [label.strip() for label in args.refusal_labels.split(",")] if args.refusal_labels else None
+    summary = judge_file(
+        args.input, args.out, prompt_field=args.prompt_field, response_field=args.response_field,
+        label_field=args.label_field, refusal_labels=labels, judge=args.judge,
+        judge_options=judge_options_from_args(args), force=args.force,
+    )
+    judge = summary["judge"]
+    print(f"judged {summary['n']} rows with {judge['name']} {judge['version']}: {summary['refused']} refused")
+    if "agreement" in summary:
+        print(f"agreement with {summary['label_field']}: {summary['agreement']:.3f} (n={summary['n']})")
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,126 @@
+"""Judge existing completions from a CSV/JSONL file (`realignkit judge`), with agreement against human labels."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from realignkit.common import BadInputError, closest_match
+from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
+
+_TRUE = {"1", "true", "yes", "y", "refusal", "refused", "refuse"}
+_FALSE = {"0", "false", "no", "n", "compliance", "complied", "comply"}
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a .csv (header line) or .jsonl (one object per line) file."""
+    if not path.is_file():
+        raise BadInputError(f"--input {str(path)!r} is not a file")
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise BadInputError(f"--input {str(path)!r} is empty")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines(keepends=True)))
+    if path.suffix != ".jsonl":
+        raise BadInputError(f"--input must be .csv or .jsonl, got {path.name!r}")
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise BadInputError(f"{path} line {number}: expected a JSON object")
+        rows.append(row)
+    return rows
+
+
+def label_means_refusal(value: Any, refusal_labels: Sequence[str] | None = None) -> bool:
+    """A human label as refused/complied. XSTest: 2_full_refusal and 3_partial_refusal are refusals."""
+    text = str(value).strip().lower()
+    if refusal_labels is not None:
+        return text in {label.lower() for label in refusal_labels}
+    if text in _TRUE or "refus" in text:
+        return True
+    if text in _FALSE or "compli" in text:
+        return False
+    raise BadInputError(f"cannot read label {value!r} as refusal/compliance; pass --refusal-labels A,B")
+
+
+def _pick_field(rows: list[dict[str, Any]], given: str | None, defaults: Sequence[str], role: str) -> str:
+    columns = list(rows[0])
+    if given is not None:
+        if given not in columns:
+            raise BadInputError(f"--{role}-field {given!r} is not a column{closest_match(given, columns)}; "
+                                f"columns: {', '.join(columns)}")
+        return given
+    for name in defaults:
+        if name in columns:
+            return name
+    raise BadInputError(f"no {role} column ({' or '.join(defaults)}); pass --{role}-field")
+
+
+def judge_file(
+    input_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    prompt_field: str | None = None,
+    response_field: str | None = None,
+    label_field: str | None = None,
+    refusal_labels: Sequence[str] | None = None,
+    judge: str | Any = "refusal",
+    judge_options: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write each input row plus refused/judge/judge_version (and score/harmful when given) as JSONL."""
+    source, target = Path(input_path), Path(out_path)
+    if target.suffix != ".jsonl":
+        raise BadInputError(f"--out must end in .jsonl, got {target.name!r}")
+    if target.resolve() == source.resolve():
+        raise BadInputError("--out must not be the --input file")
+    if target.exists() and not force:
+        raise BadInputError(f"--out {str(target)!r} exists; pass --force to replace it")
+    rows = read_rows(source)
+    if not rows:
+        raise BadInputError(f"--input {str(source)!r} has no rows")
+    prompts_key = _pick_field(rows, prompt_field, ("prompt",), "prompt")
+    responses_key = _pick_field(rows, response_field, ("response", "completion", "output"), "response")
+    labels_key = _pick_field(rows, label_field, (), "label") if label_field else None
+    judge_obj = make_judge(judge, **(judge_options or {}))
+    identity = judge_identity(judge_obj)
+    verdicts = judge_verdicts(judge_obj, [str(r.get(responses_key) or "") for r in rows],
+                              [str(r.get(prompts_key) or "") for r in rows])
+    agree = 0
+    for row, verdict in zip(rows, verdicts, strict=True):
+        row.update(refused=verdict.refused, judge=identity["name"], judge_version=identity["version"])
+        if verdict.score is not None:
+            row["score"] = verdict.score
+        if verdict.harmful is not None:
+            row["harmful"] = verdict.harmful
+        if labels_key is not None:
+            agree += label_means_refusal(row[labels_key], refusal_labels) == verdict.refused
+    _write_jsonl_atomically(target, rows)
+    summary: dict[str, Any] = {"n": len(rows), "refused": sum(v.refused for v in verdicts), "judge": identity}
+    if labels_key is not None:
+        summary.update(label_field=labels_key, agreement=agree / len(rows))
+    return summary
+
+
+def _write_jsonl_atomically(target: Path, rows: list[dict[str, Any]]) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            for row in rows:
+                stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+        os.replace(temp, target)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
