@@ -1,16 +1,52 @@
-"""`realignkit demo`: placeholder until its issue lands; the owning work replaces this module."""
+"""`realignkit demo`: build the organism, audit every scenario, sweep repairs where safety was lost, and write
+DIR/index.html with one summary table (all numbers on the test split). Rerunning resumes."""
 
 from __future__ import annotations
 
 import argparse
-
-from realignkit.common.errors import BadInputError
+from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="(not yet available)")
+    parser = subparsers.add_parser(
+        "demo",
+        help="the whole story offline: organism -> audits -> repair sweeps -> index.html",
+        description=__doc__,
+    )
+    parser.add_argument("--out", required=True, help="demo directory (rerun to resume)")
+    parser.add_argument("--seed", type=int, default=0, help="organism seed (default 0)")
+    parser.add_argument("--profile", default="default", help="organism profile: default or tiny (default: default)")
+    parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable; default: the profile's)")
+    parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
+    parser.add_argument("--methods", help="comma-separated repair methods (default: a lean, cheap set)")
+    parser.add_argument("--utility-floor", type=float, default=0.9, help="keep utility >= FLOOR x tuned's (0.9)")
+    parser.add_argument("--limit", type=int, help="at most N items per suite and split (default: all)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    raise BadInputError("'demo' is not available in this build yet")
+    from realignkit.common import BadInputError
+    from realignkit.pipeline.demo import DEMO_METHODS, DemoSettings, run_demo
+    from realignkit.pipeline.summary import format_demo_summary
+
+    if not 0.0 < args.utility_floor <= 1.0:
+        raise BadInputError(f"--utility-floor must be in (0, 1], got {args.utility_floor}")
+    if args.limit is not None and args.limit < 1:
+        raise BadInputError(f"--limit must be >= 1, got {args.limit}")
+    methods = DEMO_METHODS
+    if args.methods is not None:
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        if not methods:
+            raise BadInputError("--methods is empty; name at least one method (e.g. interpolate)")
+    out = Path(args.out).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {args.out!r} exists and is not a directory")
+    settings = DemoSettings(
+        out=out, seed=args.seed, profile=args.profile, scenarios=args.scenario,
+        lab=Path(args.lab).expanduser().resolve() if args.lab else None, methods=methods,
+        utility_floor=args.utility_floor, limit=args.limit, progress=not args.no_progress,
+    )
+    summary = run_demo(settings)
+    print(format_demo_summary(summary, out))
+    return 0

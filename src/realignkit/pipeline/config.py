@@ -63,6 +63,7 @@ class SweepConfig(BaseModel):
     limit: int | None = None
     max_new_tokens: int = 48
     batch_size: int = 64
+    system_prompt: str | None = None  # e.g. the persona an identity-shift fine-tune was trained under
     seed: int = 0
     keep_candidates: bool = False
 

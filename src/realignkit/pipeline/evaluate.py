@@ -82,11 +82,13 @@ class SplitEvaluator:
     """One Auditor per split, sharing one generation cache dir."""
 
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
-                 max_new_tokens: int, batch_size: int, progress: bool = False) -> None:
+                 max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
+                 progress: bool = False) -> None:
         from realignkit.evaluation.audit import Auditor
         from realignkit.evaluation.backends import GenerationSettings
 
-        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+        settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size,
+                                      system_prompt=system_prompt)
         self.auditors = {name: Auditor(items, settings=settings, cache_dir=cache_dir, progress=progress)
                          for name, items in splits.items()}
         self.aligned = aligned

@@ -42,3 +42,20 @@ def format_sweep_summary(outcome: Any) -> str:
         f"{outcome.evaluated} evaluated, {outcome.resumed} resumed from an earlier run")
     lines.append(f"sweep: {state}; report: {outcome.out / 'report' / 'report.html'}")
     return "\n".join(lines)
+
+
+def format_demo_summary(summary: dict[str, Any], out: Any) -> str:
+    """The demo's summary table (test split) and where index.html is."""
+    from realignkit.report.demo_index import SUMMARY_HEADER, summary_rows
+
+    aligned = summary["aligned"]["metrics"]
+    header = ["scenario", "harmful after FT (lost)", "best repair", "harmful after", "utility kept", "over-refusal"]
+    assert len(header) == len(SUMMARY_HEADER)
+    lines = [
+        f"aligned (test split): harmful {pct(aligned.get('harmful_rate'))}, utility {pct(aligned.get('utility'))}, "
+        f"over-refusal {pct(aligned.get('over_refusal_rate'))}",
+        text_table(header, summary_rows(summary)),
+        "(all numbers on the TEST split; repairs were picked on the disjoint selection split)",
+        f"demo: {out / 'index.html'}",
+    ]
+    return "\n".join(lines)

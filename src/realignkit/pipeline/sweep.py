@@ -58,7 +58,7 @@ def run_sweep(
     resumed = run.open(plan.arguments, fresh=fresh)
     evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
                                aligned=config.aligned, max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size)
+                               batch_size=config.batch_size, system_prompt=config.system_prompt)
     runner = _Runner(config, plan, run, evaluator, materialize_fn, progress)
     try:
         references = runner.references("selection")
