@@ -1,0 +1,256 @@
+"""Run a registered repair method over checkpoints, streaming one tensor at a time into an atomic output dir."""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from realignkit.checkpoints import (
+    DEFAULT_SHARD_BYTES,
+    PlannedTensor,
+    StreamingModelWriter,
+    copy_model_files,
+    open_source,
+)
+from realignkit.common import (
+    atomic_output_dir,
+    check_output_not_inside_inputs,
+    prepare_output_dir,
+    write_manifest,
+)
+from realignkit.common.errors import BadInputError
+from realignkit.methods.context import RepairContext, TensorBundle, TensorPlan
+from realignkit.methods.plan import build_plan, layout_source
+from realignkit.methods.registry import MethodParams, MethodSpec, get_method
+
+PathLike = str | os.PathLike[str]
+OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class RepairOptions:
+    dtype: str | None = None  # None: keep the inputs' dtype
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES
+    allow_missing: bool = False
+    allow_nonfinite: bool = False
+    allow_pickle: bool = False
+    force: bool = False
+    threads: int = 2  # worker threads overlapping reads and compute with writing
+    show_progress: bool = True
+
+
+@dataclass
+class RepairResult:
+    out: Path
+    method: str
+    parameters: dict[str, Any]
+    tensors: int
+    seconds: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _validate_roles(spec: MethodSpec, tuned: Sequence[PathLike], unaligned: PathLike | None, calibration) -> None:
+    if not tuned:
+        raise BadInputError("give at least one --tuned")
+    if len(tuned) > 1 and not spec.multi_tuned:
+        raise BadInputError(f"method {spec.name!r} takes exactly one --tuned (got {len(tuned)})")
+    if "unaligned" in spec.needs and unaligned is None:
+        raise BadInputError(f"method {spec.name!r} needs --unaligned (or --base)")
+    if "calibration" in spec.needs:
+        if calibration is None:
+            raise BadInputError(f"method {spec.name!r} needs --calibration FILE")
+        if not Path(calibration).is_file():
+            raise BadInputError(f"--calibration {str(calibration)!r} is not a file")
+
+
+def _validate_weights(params: MethodParams, n_tuned: int) -> None:
+    weights = getattr(params, "weights", None)
+    if weights is not None and len(weights) != n_tuned:
+        raise BadInputError(f"weights has {len(weights)} value(s) but {n_tuned} --tuned were given")
+
+
+class _Loader:
+    """Loads a plan row in fp32, reading the aligned tensor once and refusing NaN/Inf unless allowed."""
+
+    def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool) -> None:
+        self.aligned, self.tuned, self.unaligned = aligned, tuned, unaligned
+        self.allow_nonfinite = allow_nonfinite
+
+    def _checked(self, tensor: torch.Tensor, role: str, name: str) -> torch.Tensor:
+        tensor = tensor.float()
+        if not self.allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+            raise BadInputError(f"--{role} tensor {name!r} contains NaN or Inf; pass --allow-nonfinite to proceed")
+        return tensor
+
+    def __call__(self, row: TensorPlan) -> TensorBundle:
+        assert row.aligned_name is not None
+        aligned = self._checked(self.aligned.get(row.aligned_name), "aligned", row.aligned_name)
+        tuned = []
+        for source, name in zip(self.tuned, row.tuned_names, strict=True):
+            if name is None:  # --allow-missing: this tuned model leaves the tensor unchanged
+                tuned.append(aligned)
+            elif source.is_adapter:
+                tuned.append(self._checked(source.tuned_from_aligned(name, aligned), "tuned", name))
+            else:
+                tuned.append(self._checked(source.get(name), "tuned", name))
+        unaligned = None
+        if self.unaligned is not None:
+            unaligned = (
+                self._checked(self.unaligned.get(row.unaligned_name), "unaligned", row.unaligned_name)
+                if row.unaligned_name is not None
+                else aligned
+            )
+        return TensorBundle(aligned=aligned, tuned=tuned, unaligned=unaligned)
+
+
+def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tensor:
+    layout = layout_source(aligned, tuned)
+    own = row.tuned_names[tuned.index(layout)] if layout in tuned else row.aligned_name
+    tensor = layout.get(own if own is not None else row.out_name)
+    return tensor.to(row.out_dtype) if tensor.dtype.is_floating_point else tensor
+
+
+def _stream(
+    plan: list[TensorPlan], compute: Callable[[TensorPlan], torch.Tensor], writer: StreamingModelWriter, opts
+) -> None:
+    """Compute rows on worker threads (reads + torch ops release the GIL) and write them in order."""
+    window = max(1, opts.threads) + 1  # bounded look-ahead keeps memory at a few tensors
+    pending: collections.deque[tuple[TensorPlan, Future[torch.Tensor]]] = collections.deque()
+    rows = iter(plan)
+    pool = ThreadPoolExecutor(max_workers=max(1, opts.threads), thread_name_prefix="realignkit-repair")
+    bar = tqdm(total=len(plan), desc="repair", unit="tensor", disable=not opts.show_progress, leave=False)
+    try:
+        for row in rows:
+            pending.append((row, pool.submit(compute, row)))
+            if len(pending) >= window:
+                _write_next(pending, writer, bar)
+        while pending:
+            _write_next(pending, writer, bar)
+    except BaseException:
+        writer.abort()  # the atomic output dir removes the partial files
+        raise
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+
+
+def _write_next(pending, writer: StreamingModelWriter, bar) -> None:
+    row, future = pending.popleft()
+    writer.write(row.out_name, future.result())
+    bar.update(1)
+
+
+def _make_compute(spec: MethodSpec, params: MethodParams, state: Any, loader: _Loader, aligned, tuned):
+    def compute(row: TensorPlan) -> torch.Tensor:
+        if row.passthrough:
+            return _passthrough(row, aligned, tuned)
+        bundle = loader(row)
+        result = spec.fn(
+            bundle.aligned, bundle.tuned, params, unaligned=bundle.unaligned, name=row.out_name, state=state
+        )
+        if tuple(result.shape) != row.shape:
+            raise RuntimeError(f"method {spec.name} returned shape {tuple(result.shape)} for {row.out_name}")
+        return result.to(row.out_dtype)
+
+    return compute
+
+
+def run_repair(
+    method: str,
+    params: dict[str, Any] | None = None,
+    *,
+    tuned: Sequence[PathLike],
+    aligned: PathLike | None,
+    out: PathLike,
+    unaligned: PathLike | None = None,
+    base: PathLike | None = None,
+    calibration: PathLike | None = None,
+    options: RepairOptions | None = None,
+    command: str = "repair",
+) -> RepairResult:
+    """Apply `method` and write a loadable model dir at `out` (whole or absent). BadInputError on bad input."""
+    started = time.time()
+    opts = options or RepairOptions()
+    spec = get_method(method)
+    parsed = spec.parse_params(dict(params or {}))
+    unaligned = unaligned if unaligned is not None else base
+    _validate_roles(spec, tuned, unaligned, calibration)
+    _validate_weights(parsed, len(tuned))
+    if aligned is None:
+        raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")
+    if opts.dtype is not None and opts.dtype not in OUTPUT_DTYPES:
+        raise BadInputError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {opts.dtype!r})")
+    uses_unaligned = "unaligned" in spec.needs
+    check_output_not_inside_inputs(out, [aligned, *tuned, unaligned if uses_unaligned else None, calibration])
+    prepare_output_dir(out, force=opts.force)
+    sources: list[Any] = []
+    try:
+        aligned_src = open_source(aligned, role="aligned", allow_pickle=opts.allow_pickle)
+        sources.append(aligned_src)
+        if aligned_src.is_adapter:
+            raise BadInputError(f"--aligned {str(aligned)!r} is an adapter; give the full aligned model")
+        tuned_src = [open_source(t, role="tuned", aligned=aligned_src, allow_pickle=opts.allow_pickle) for t in tuned]
+        sources.extend(tuned_src)
+        unaligned_src = None
+        if uses_unaligned:
+            unaligned_src = open_source(unaligned, role="unaligned", allow_pickle=opts.allow_pickle)
+            sources.append(unaligned_src)
+        out_dtype = OUTPUT_DTYPES[opts.dtype] if opts.dtype else None
+        plan = build_plan(aligned_src, tuned_src, unaligned_src, allow_missing=opts.allow_missing, out_dtype=out_dtype)
+        loader = _Loader(aligned_src, tuned_src, unaligned_src, opts.allow_nonfinite)
+        ctx = RepairContext(
+            method=spec.name,
+            aligned=aligned_src,
+            tuned=tuned_src,
+            unaligned=unaligned_src,
+            calibration=Path(calibration) if calibration is not None else None,
+            paths={"aligned": Path(aligned), "tuned": [Path(t) for t in tuned], "unaligned": unaligned},
+            plan=plan,
+            loader=loader,
+            show_progress=opts.show_progress,
+        )
+        state = spec.prepare(ctx, parsed) if spec.prepare is not None else None
+        compute = _make_compute(spec, parsed, state, loader, aligned_src, tuned_src)
+        layout = layout_source(aligned_src, tuned_src)
+        planned = [PlannedTensor(row.out_name, row.shape, row.out_dtype) for row in plan]
+        with atomic_output_dir(out, force=opts.force) as tmp:
+            copy_model_files(layout.path, tmp, dtype=out_dtype)
+            writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
+            _stream(plan, compute, writer, opts)
+            shard_files = writer.finish()
+            extra = {
+                "method": spec.name,
+                "sources": {"aligned": aligned_src.describe(), "tuned": [t.describe() for t in tuned_src]},
+                "output": {"tensors": len(plan), "shards": shard_files, "dtype": opts.dtype or "as inputs"},
+                "passthrough_tensors": sum(row.passthrough for row in plan),
+                **ctx.manifest_extra,
+            }
+            inputs = {"aligned": aligned, "calibration": calibration}
+            inputs.update({f"tuned[{i}]": t for i, t in enumerate(tuned)})
+            if uses_unaligned:
+                inputs["unaligned"] = unaligned
+            write_manifest(
+                tmp, command=command, parameters=parsed.model_dump(), inputs=inputs, started=started, extra=extra
+            )
+    finally:
+        for source in sources:
+            source.close()
+    return RepairResult(
+        out=Path(out),
+        method=spec.name,
+        parameters=parsed.model_dump(),
+        tensors=len(plan),
+        seconds=time.time() - started,
+        extra=dict(ctx.manifest_extra),
+    )

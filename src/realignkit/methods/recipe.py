@@ -1,0 +1,111 @@
+"""mergekit-style YAML recipes for `realignkit repair --config recipe.yaml`.
+
+    method: ties
+    parameters: {density: 0.3, scale: 1.0}
+    models:
+      aligned: ./aligned
+      tuned: [./tuned_a, ./tuned_b]     # or a single path
+      unaligned: ./base                 # optional; `base` is accepted too
+    calibration: ./harmful.jsonl        # optional
+    out: ./repaired
+    options: {dtype: bfloat16, shard_size: 2GB, allow_missing: false}
+
+Relative paths are resolved against the recipe file's directory. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from realignkit.common.errors import BadInputError, closest_match
+
+
+class RecipeModels(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    aligned: str | None = None
+    tuned: list[str] = []
+    unaligned: str | None = None
+    base: str | None = None
+
+    @field_validator("tuned", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class RecipeOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dtype: str | None = None
+    shard_size: str | int | None = None
+    allow_missing: bool | None = None
+    allow_nonfinite: bool | None = None
+    allow_pickle: bool | None = None
+    threads: int | None = None
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: str | None = None
+    parameters: dict[str, Any] = {}
+    models: RecipeModels = RecipeModels()
+    calibration: str | None = None
+    out: str | None = None
+    options: RecipeOptions = RecipeOptions()
+
+
+def _unknown_key_message(exc: ValidationError, path: Path) -> str:
+    error = exc.errors()[0]
+    location = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "extra_forbidden" and location:
+        owner: type[BaseModel] = Recipe
+        for part in location[:-1]:
+            owner = {"models": RecipeModels, "options": RecipeOptions}.get(part, owner)
+        key = location[-1]
+        return f"recipe {str(path)!r}: unknown key {'.'.join(location)!r}{closest_match(key, owner.model_fields)}"
+    return f"recipe {str(path)!r}: {'.'.join(location) or 'recipe'}: {error.get('msg')}"
+
+
+def _resolve(value: str | None, root: Path) -> str | None:
+    if value is None:
+        return None
+    candidate = Path(value).expanduser()
+    return str(candidate if candidate.is_absolute() else root / candidate)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Parse and validate a recipe; paths come back resolved against the recipe's directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(f"--config {str(path)!r} is not a file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise BadInputError(f"recipe {str(path)!r} must be a mapping (method, parameters, models, out)")
+    try:
+        recipe = Recipe(**data)
+    except ValidationError as exc:
+        raise BadInputError(_unknown_key_message(exc, path)) from None
+    root = path.parent
+    models = recipe.models
+    resolved_models = RecipeModels(
+        aligned=_resolve(models.aligned, root),
+        tuned=[_resolve(t, root) for t in models.tuned],
+        unaligned=_resolve(models.unaligned, root),
+        base=_resolve(models.base, root),
+    )
+    return recipe.model_copy(
+        update={
+            "models": resolved_models,
+            "calibration": _resolve(recipe.calibration, root),
+            "out": _resolve(recipe.out, root),
+        }
+    )

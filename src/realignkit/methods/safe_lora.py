@@ -1,0 +1,122 @@
+"""`safe_lora`: project the fine-tuning update of dissimilar modules onto the safety-aligned subspace.
+
+Paper: Hsu et al., "Safe LoRA: the Silver Lining of Reducing Safety Risks when Finetuning Large Language
+Models", NeurIPS 2024.
+
+Per target module: V = W_aligned − W_unaligned, C = V·Vᵀ / ‖V‖_F, ΔW the tuned update (B·A·scaling for a LoRA
+adapter, W_tuned − W_aligned for a full fine-tune), s = cos(vec(C·ΔW), vec(ΔW)). Modules with s < threshold
+(or the num_layers lowest s) get ΔW ← C·ΔW; for LoRA this equals the paper's B ← C·B.
+The choice is global, so a `prepare` pass computes s for every target module before anything is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from pydantic import Field, model_validator
+
+from realignkit.checkpoints import module_matches, module_of
+from realignkit.methods.context import RepairContext, TensorPlan
+from realignkit.methods.registry import MethodParams, register_method
+
+DEFAULT_FULL_TARGETS = ("q_proj", "v_proj")
+DEFAULT_THRESHOLD = 0.5
+
+
+class SafeLoraParams(MethodParams):
+    threshold: float | None = Field(None, ge=-1.0, le=1.0, description="project modules with s below this")
+    num_layers: int | None = Field(None, ge=1, description="project the num_layers modules with the lowest s")
+    targets: list[str] | None = Field(None, min_length=1, description="module globs (default: see module doc)")
+
+    @model_validator(mode="after")
+    def _one_selection_rule(self) -> SafeLoraParams:
+        if self.threshold is not None and self.num_layers is not None:
+            raise ValueError("give threshold or num_layers, not both")
+        return self
+
+
+def safety_projection(safety: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """C·ΔW with C = V·Vᵀ/‖V‖_F, V [out, in], ΔW [out, in]; multiplies in the cheaper order, never forms C when out > in."""
+    norm = safety.norm()
+    if float(norm) == 0.0:
+        return torch.zeros_like(update)
+    out_dim, in_dim = safety.shape
+    if in_dim <= out_dim:
+        return safety @ (safety.T @ update) / norm  # [out,in] @ ([in,out] @ [out,in])
+    return (safety @ safety.T) @ update / norm  # ([out,in] @ [in,out]) @ [out,in]
+
+
+def projection_similarity(safety: torch.Tensor, update: torch.Tensor) -> float:
+    """s = cos(vec(C·ΔW), vec(ΔW)); 1.0 for a zero update (nothing to project)."""
+    projected = safety_projection(safety, update).reshape(-1)
+    flat = update.reshape(-1)
+    denominator = projected.norm() * flat.norm()
+    if float(denominator) == 0.0:
+        return 1.0 if float(flat.norm()) == 0.0 else 0.0
+    return float(torch.dot(projected, flat) / denominator)
+
+
+def _targets(ctx: RepairContext, params: SafeLoraParams) -> list[str] | str:
+    if params.targets is not None:
+        return params.targets
+    tuned = ctx.tuned[0]
+    if tuned.is_adapter and tuned.target_modules:
+        return tuned.target_modules
+    return list(DEFAULT_FULL_TARGETS)
+
+
+def _candidates(ctx: RepairContext, targets: list[str] | str) -> list[TensorPlan]:
+    tuned = ctx.tuned[0]
+    adapted = set(tuned.adapted_names()) if tuned.is_adapter else None
+    rows = []
+    for row in ctx.plan:
+        if row.passthrough or len(row.shape) != 2 or not row.out_name.endswith(".weight"):
+            continue
+        if adapted is not None and row.aligned_name not in adapted:
+            continue
+        if module_matches(module_of(row.out_name), targets):
+            rows.append(row)
+    return rows
+
+
+def prepare_safe_lora(ctx: RepairContext, params: SafeLoraParams) -> dict[str, Any]:
+    """Global pass: s for every target module, then the set of modules to project."""
+    targets = _targets(ctx, params)
+    rows = _candidates(ctx, targets)
+    similarities: dict[str, float] = {}
+    for row in ctx.progress(rows, desc="safe_lora similarities", total=len(rows)):
+        bundle = ctx.tensors(row)
+        assert bundle.unaligned is not None
+        similarities[row.out_name] = projection_similarity(bundle.aligned - bundle.unaligned, bundle.tuned[0] - bundle.aligned)
+    if params.num_layers is not None:
+        projected = sorted(similarities, key=similarities.get)[: params.num_layers]
+        rule = {"num_layers": params.num_layers}
+    else:
+        threshold = DEFAULT_THRESHOLD if params.threshold is None else params.threshold
+        projected = [name for name, s in similarities.items() if s < threshold]
+        rule = {"threshold": threshold}
+    ctx.manifest_extra["safe_lora"] = {
+        "targets": targets,
+        "rule": rule,
+        "similarities": {name: round(s, 6) for name, s in similarities.items()},
+        "projected": sorted(projected),
+    }
+    return {"projected": frozenset(projected)}
+
+
+@register_method("safe_lora", params=SafeLoraParams, needs=("aligned", "unaligned"), prepare=prepare_safe_lora)
+def safe_lora(
+    aligned: torch.Tensor,
+    tuned: list[torch.Tensor],
+    params: SafeLoraParams,
+    *,
+    unaligned: torch.Tensor | None = None,
+    name: str = "",
+    state: Any = None,
+) -> torch.Tensor:
+    """θ = θ_aligned + C·ΔW for the modules chosen in prepare, θ_tuned elsewhere."""
+    if state is None or name not in state["projected"]:
+        return tuned[0]
+    assert unaligned is not None
+    return aligned + safety_projection(aligned - unaligned, tuned[0] - aligned)
