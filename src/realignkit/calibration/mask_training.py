@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from realignkit.calibration.chat import TokenBatch, collate, encode_examples
 from realignkit.calibration.data import PreferencePair, PromptResponse
 
-MergeFn = Callable[[list[torch.Tensor]], torch.Tensor]  # masked task vectors (one per tuned) -> merged delta
+# (masked task vectors, one per tuned; weight name) -> merged delta
+MergeFn = Callable[[list[torch.Tensor], str], torch.Tensor]
 
 
 def masked_task_vector(tau: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -80,7 +81,7 @@ class MaskedWeight:
     pieces: list[dict[str, torch.Tensor]]
     mask_keys: dict[str, str]
     scalings: list[float] = field(default_factory=list)
-    fan_in_fan_out: list[bool] = field(default_factory=list)
+    transpose: list[bool] = field(default_factory=list)
 
     def delta(self, masks: dict[str, torch.Tensor], merge: MergeFn) -> torch.Tensor:
         per_tuned = []
@@ -91,8 +92,8 @@ class MaskedWeight:
             a = masked_task_vector(piece["A"], masks[self.mask_keys["A"]])  # [r, in]
             b = masked_task_vector(piece["B"], masks[self.mask_keys["B"]])  # [out, r]
             delta = (b @ a) * self.scalings[index]  # [out, in]
-            per_tuned.append(delta.T if self.fan_in_fan_out[index] else delta)
-        return merge(per_tuned)
+            per_tuned.append(delta.T if self.transpose[index] else delta)
+        return merge(per_tuned, self.param_name)
 
     def mask_shapes(self) -> dict[str, torch.Size]:
         return {key: self.pieces[0][piece].shape for piece, key in self.mask_keys.items()}
@@ -262,9 +263,9 @@ def train_concrete_mask(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if not math.isfinite(float(loss)):
-            raise FloatingPointError(f"SOMF loss became {float(loss)} at step {step}; lower lr")
-        losses.append(float(loss))
+        if not math.isfinite(float(loss.detach())):
+            raise FloatingPointError(f"SOMF loss became {float(loss.detach())} at step {step}; lower lr")
+        losses.append(float(loss.detach()))
     return MaskTrainingResult({k: v.detach() for k, v in logits.items()}, losses, time.time() - started)
 
 
