@@ -10,17 +10,18 @@ from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
 
 def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
     """Run `candidate.method` with its params on the sweep's inputs and write a full model dir at `dest`."""
-    from realignkit.methods.engine import run_repair
+    from realignkit.methods.engine import RepairOptions, run_repair
 
     calibration = config.calibration.get(CALIBRATION_METHODS.get(candidate.method, candidate.method))
     run_repair(
         candidate.method,
+        dict(candidate.params),
         tuned=[config.tuned],
         aligned=config.aligned,
-        base=config.base,
-        unaligned=config.unaligned,
-        calibration=calibration,
-        params=dict(candidate.params),
         out=dest,
-        progress=False,
+        unaligned=config.unaligned,
+        base=config.base,
+        calibration=calibration,
+        options=RepairOptions(show_progress=False),
+        command="sweep",
     )
