@@ -1,0 +1,133 @@
+"""End to end through the engine: outputs equal the formula on real checkpoint layouts, and load and generate."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fixtures.models import peft_merged_state
+from realignkit.methods.engine import RepairOptions, run_repair
+
+QUIET = RepairOptions(show_progress=False)
+
+
+def load_dir(path):
+    """All tensors of a (possibly sharded) safetensors model dir."""
+    state = {}
+    for file in sorted(path.glob("*.safetensors")):
+        state.update(load_file(str(file)))
+    return state
+
+
+def test_task_arithmetic_two_tuned_multi_shard(tiny_family, tiny_llama_sharded_dir, tmp_path):
+    out = tmp_path / "ta"
+    opts = RepairOptions(show_progress=False, max_shard_bytes=30_000)
+    run_repair("task_arithmetic", {"scale": 0.5, "weights": [1.0, 0.5]}, aligned=tiny_family["aligned"],
+               tuned=[tiny_llama_sharded_dir, tiny_family["tuned2"]], out=out, options=opts)
+    assert (out / "model.safetensors.index.json").is_file()
+    index = json.loads((out / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) > 1
+    a, t1, t2, got = (load_dir(p) for p in (tiny_family["aligned"], tiny_family["tuned"], tiny_family["tuned2"], out))
+    assert set(got) == set(t1)
+    for name in a:
+        expected = a[name] + 0.5 * ((t1[name] - a[name]) + 0.5 * (t2[name] - a[name]))
+        torch.testing.assert_close(got[name], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_lora_adapter_as_tuned_matches_peft_merge(tiny_family, tiny_lora_dir, tmp_path):
+    out = tmp_path / "interp"
+    run_repair("interpolate", {"alpha": 1.0}, aligned=tiny_family["aligned"], tuned=[tiny_lora_dir], out=out,
+               options=QUIET)
+    reference = peft_merged_state(tiny_family["aligned"], tiny_lora_dir)
+    got = load_dir(out)
+    changed = 0
+    for name, tensor in got.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=1e-5, atol=1e-6)
+        changed += "q_proj" in name or "v_proj" in name
+    assert changed == 4
+    assert (out / "tokenizer.json").is_file() and (out / "config.json").is_file()  # copied from aligned
+
+
+def test_vlm_named_tuned_keeps_names_and_passes_vision_through(tiny_family, tiny_vlm_tuned_dir, tmp_path):
+    out = tmp_path / "vlm"
+    run_repair("interpolate", {"alpha": 0.25}, aligned=tiny_family["aligned"], tuned=[tiny_vlm_tuned_dir],
+               out=out, options=QUIET)
+    a, t, got = load_dir(tiny_family["aligned"]), load_dir(tiny_vlm_tuned_dir), load_dir(out)
+    assert set(got) == set(t)
+    torch.testing.assert_close(got["vision_tower.patch_embed.weight"], t["vision_tower.patch_embed.weight"])
+    name = "model.layers.1.mlp.down_proj.weight"
+    torch.testing.assert_close(got[f"language_model.{name}"], 0.75 * a[name] + 0.25 * t[f"language_model.{name}"])
+    manifest = json.loads((out / "realignkit.json").read_text())
+    assert manifest["passthrough_tensors"] == 2
+
+
+def test_bf16_inputs_give_bf16_output_computed_in_fp32(tiny_bf16_family, tmp_path):
+    out = tmp_path / "resta"
+    run_repair("resta", {"beta": 0.5}, aligned=tiny_bf16_family["aligned"], tuned=[tiny_bf16_family["tuned"]],
+               base=tiny_bf16_family["base"], out=out, options=QUIET)
+    a, t, b = (load_dir(tiny_bf16_family[r]) for r in ("aligned", "tuned", "base"))
+    got = load_dir(out)
+    for name in a:
+        assert got[name].dtype == torch.bfloat16
+        expected = (t[name].float() + 0.5 * (a[name].float() - b[name].float())).to(torch.bfloat16)
+        assert torch.equal(got[name], expected)
+    manifest = json.loads((out / "realignkit.json").read_text())
+    assert manifest["method"] == "resta" and manifest["parameters"]["beta"] == 0.5
+    assert set(manifest["inputs"]) == {"aligned", "tuned[0]", "unaligned"}
+    assert manifest["inputs"]["aligned"]["fingerprint"].startswith("sha256")
+
+
+def test_dtype_override(tiny_family, tmp_path):
+    out = tmp_path / "half"
+    run_repair("ties", {"density": 0.5}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]], out=out,
+               options=RepairOptions(dtype="bfloat16", show_progress=False))
+    assert {t.dtype for t in load_dir(out).values()} == {torch.bfloat16}
+    assert json.loads((out / "config.json").read_text()).get("dtype", "bfloat16") == "bfloat16"
+
+
+@pytest.mark.parametrize("method,params", [("ties", {"density": 0.3}), ("safe_lora", {"num_layers": 2})])
+def test_repaired_model_loads_and_generates(tiny_family, tiny_lora_dir, tmp_path, method, params):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / method
+    tuned = [tiny_lora_dir] if method == "safe_lora" else [tiny_family["tuned"], tiny_family["tuned2"]]
+    run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, base=tiny_family["base"], out=out,
+               options=QUIET)
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    ids = tokenizer("w1 w2 w3", return_tensors="pt").input_ids
+    generated = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=0)
+    assert generated.shape[1] == ids.shape[1] + 4 or int(generated[0, -1]) == 2
+
+
+def test_safe_lora_on_adapter_projects_lowest_similarity_modules(tiny_family, tiny_lora_dir, tmp_path):
+    from realignkit.methods.safe_lora import safety_projection
+
+    out = tmp_path / "safe"
+    run_repair("safe_lora", {"num_layers": 2}, aligned=tiny_family["aligned"], tuned=[tiny_lora_dir],
+               unaligned=tiny_family["base"], out=out, options=QUIET)
+    info = json.loads((out / "realignkit.json").read_text())["safe_lora"]
+    sims = info["similarities"]
+    assert len(sims) == 4 and len(info["projected"]) == 2
+    assert max(sims[n] for n in info["projected"]) <= min(s for n, s in sims.items() if n not in info["projected"])
+    a, b, got = load_dir(tiny_family["aligned"]), load_dir(tiny_family["base"]), load_dir(out)
+    merged = peft_merged_state(tiny_family["aligned"], tiny_lora_dir)
+    for name in sims:
+        delta = merged[name] - a[name]
+        expected = a[name] + safety_projection(a[name] - b[name], delta) if name in info["projected"] else merged[name]
+        torch.testing.assert_close(got[name], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path):
+    out = tmp_path / "safe_full"
+    run_repair("safe_lora", {"threshold": 1.0}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]],
+               base=tiny_family["base"], out=out, options=QUIET)
+    info = json.loads((out / "realignkit.json").read_text())["safe_lora"]
+    assert sorted(info["similarities"]) == sorted(
+        f"model.layers.{i}.self_attn.{m}.weight" for i in range(2) for m in ("q_proj", "v_proj")
+    )
+    assert len(info["projected"]) == 4  # s < 1 for every non-trivial update
+    got, t = load_dir(out), load_dir(tiny_family["tuned"])
+    torch.testing.assert_close(got["model.layers.0.mlp.up_proj.weight"], t["model.layers.0.mlp.up_proj.weight"])
+    assert not torch.allclose(got["model.layers.0.self_attn.q_proj.weight"], t["model.layers.0.self_attn.q_proj.weight"])
