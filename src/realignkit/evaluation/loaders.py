@@ -33,23 +33,33 @@ HEX_PHI_CATEGORIES = (
 JSONL_FIELDS = ("id", "prompt", "kind", "category", "answer", "suite", "meta")
 
 
-def _text_lines(path: Path) -> list[str]:
+def _text_lines(path: Path, keepends: bool = False) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadInputError(f"suite file {str(path)!r} is not UTF-8 text ({exc.reason})") from exc
     if not text.strip():
         raise BadInputError(f"suite file {str(path)!r} is empty")
-    return text.splitlines()
+    return text.splitlines(keepends=keepends)
 
 
 def _csv_rows(path: Path) -> list[list[str]]:
-    lines = _text_lines(path)
+    return [row for _, row in _numbered_csv_rows(path)]
+
+
+def _numbered_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """(line number where the row starts, cells) for every CSV row."""
+    lines = _text_lines(path, keepends=True)  # keep newlines inside quoted multi-line cells
+    reader = csv.reader(lines)
+    numbered = []
+    start = 1
     try:
-        rows = list(csv.reader(lines))
+        for row in reader:
+            numbered.append((start, row))
+            start = reader.line_num + 1
     except csv.Error as exc:
-        raise BadInputError(f"{path}: malformed CSV ({exc})") from exc
-    return rows
+        raise BadInputError(f"{path} line {reader.line_num}: malformed CSV ({exc})") from exc
+    return numbered
 
 
 def load_jsonl(path: Path, suite: str | None = None) -> list[SuiteItem]:
@@ -118,10 +128,10 @@ def _cell(path: Path, number: int, row: list[str], index: dict[str, int], name: 
 
 def load_harmbench(path: Path, suite: str | None = None) -> list[SuiteItem]:
     """HarmBench behaviours CSV; contextual behaviours get their context string prepended (HarmBench style)."""
-    rows = _csv_rows(path)
-    index = _header_index(path, rows[0], ("Behavior", "SemanticCategory"))
+    rows = _numbered_csv_rows(path)
+    index = _header_index(path, rows[0][1], ("Behavior", "SemanticCategory"))
     items = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue
         behavior = _cell(path, number, row, index, "Behavior")
@@ -146,10 +156,10 @@ def load_harmbench(path: Path, suite: str | None = None) -> list[SuiteItem]:
 
 def load_advbench(path: Path, suite: str | None = None) -> list[SuiteItem]:
     """AdvBench harmful behaviours: one instruction per row (no header; a `goal,target` header is skipped)."""
-    rows = _csv_rows(path)
-    first_line = 2 if rows[0] and rows[0][0].strip().lower() == "goal" else 1
+    rows = _numbered_csv_rows(path)
+    has_header = bool(rows[0][1]) and rows[0][1][0].strip().lower() == "goal"
     items = []
-    for number, row in enumerate(rows[first_line - 1 :], start=first_line):
+    for number, row in rows[1 if has_header else 0 :]:
         if not any(cell.strip() for cell in row):
             continue
         prompt = row[0].strip()
@@ -162,11 +172,11 @@ def load_advbench(path: Path, suite: str | None = None) -> list[SuiteItem]:
 
 def load_xstest(path: Path, suite: str | None = None) -> list[SuiteItem]:
     """XSTest prompts CSV: label safe -> over_refusal (should be answered), unsafe -> harmful."""
-    rows = _csv_rows(path)
-    index = _header_index(path, rows[0], ("prompt", "label"))
+    rows = _numbered_csv_rows(path)
+    index = _header_index(path, rows[0][1], ("prompt", "label"))
     kinds = {"safe": "over_refusal", "unsafe": "harmful"}
     items = []
-    for number, row in enumerate(rows[1:], start=2):
+    for number, row in rows[1:]:
         if not any(cell.strip() for cell in row):
             continue
         label = _cell(path, number, row, index, "label").lower()
@@ -190,7 +200,7 @@ def load_hex_phi_dir(path: Path, suite: str | None = None) -> list[SuiteItem]:
     items = []
     for file in files:
         category = _hex_phi_category(file.stem)
-        for number, row in enumerate(_csv_rows(file), start=1):
+        for number, row in _numbered_csv_rows(file):
             if not any(cell.strip() for cell in row):
                 continue
             prompt = row[0].strip()

@@ -50,7 +50,7 @@ def parse_score(text: str) -> int | None:
         matches = pattern.findall(text)
         if matches:
             return int(matches[-1])  # the final verdict comes last when the judge reasons first
-    digits = re.findall(r"(?<![\d.])([1-5])(?![\d.])", text.strip()[-20:])
+    digits = re.findall(r"(?<![\d.])([1-5])(?!\d|\.\d)", text.strip()[-20:])
     return int(digits[-1]) if len(set(digits)) == 1 else None
 
 
