@@ -22,7 +22,9 @@ def _positive_label(id2label: dict[int, str]) -> tuple[int, str]:
     """(label id, meaning) where meaning is 'refusal' or 'harmful'."""
     for words, meaning in ((_REFUSAL_WORDS, "refusal"), (_HARM_WORDS, "harmful")):
         for label_id, label in id2label.items():
-            if any(word in str(label).lower() for word in words):
+            lowered = str(label).lower()
+            negated = "harmless" in lowered or lowered.startswith(("non", "not", "no_", "no-"))
+            if any(word in lowered for word in words) and not negated:
                 return int(label_id), meaning
     if len(id2label) == 2:
         return 1, "refusal"
