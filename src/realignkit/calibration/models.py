@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,20 @@ def load_tokenizer(*candidates: str | os.PathLike[str] | None) -> Any:
     raise BadInputError(f"no usable tokenizer for calibration ({'; '.join(errors) or 'no directory given'})")
 
 
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-load progress bar: stderr stays one line on errors, our own bars show progress."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_causal_lm(
     path: str | os.PathLike[str], *, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> Any:
@@ -37,7 +53,8 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
+        with _quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise BadInputError(

@@ -26,6 +26,12 @@ from pydantic import Field
 from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, register_method
 
+# One line per method for `realignkit repair --help`.
+CLI_HELP = (
+    "antidote  alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules for LoRA), "
+    "lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response"
+)
+
 
 class AntidoteParams(MethodParams):
     alpha: float = Field(0.1, gt=0, lt=1, description="fraction of each output row to zero, in (0, 1)")
@@ -147,7 +153,12 @@ def _summary_entry(rows: int, cols: int, alpha: float) -> dict[str, int]:
 
 def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     """Collect Wanda statistics on the tuned model and plan which tensors are pruned how."""
-    from realignkit.calibration import collect_input_norms, load_prompt_response_jsonl, save_input_norms
+    from realignkit.calibration import (
+        STATS_FILENAME,
+        collect_input_norms,
+        load_prompt_response_jsonl,
+        save_input_norms,
+    )
     from realignkit.calibration.models import load_calibration_model, load_tokenizer
 
     started = time.time()
@@ -189,14 +200,16 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
         state.actions[row.out_name] = _TensorAction("lora_adapter", delta=delta)
         summary[f"{module}.lora_A"] = _summary_entry(*factors.a.shape, params.alpha)
         summary[f"{module}.lora_B"] = _summary_entry(*factors.b.shape, params.alpha)
-    out_dir = getattr(ctx, "out_dir", None)
-    stats_file = str(save_input_norms(norms, out_dir)) if out_dir is not None else None
+    # The engine writes extra files into the atomic output dir through `add_output_file`, when it offers it.
+    add_output_file = getattr(ctx, "add_output_file", None)
+    if add_output_file is not None:
+        add_output_file(STATS_FILENAME, lambda out_dir: save_input_norms(norms, out_dir))
     ctx.manifest_extra["antidote"] = {
         "alpha": params.alpha,
         "mode": ("lora_" + params.lora_mode) if is_lora else "full",
         "calibration_examples": len(examples),
         "stream_layers": stream,
-        "stats_file": stats_file and "calibration_stats.safetensors",
+        "stats_file": STATS_FILENAME if add_output_file is not None else None,
         "pruned_total": sum(entry["pruned"] for entry in summary.values()),
         "targeted_total": sum(entry["total"] for entry in summary.values()),
         "modules": summary,

@@ -1,0 +1,179 @@
+"""Antidote: formula on small tensors, then end to end (full, LoRA adapter, LoRA delta) through run_repair and the CLI."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from calibration.helpers import prompt_response_rows, write_jsonl
+from realignkit.calibration import PromptResponse, collect_input_norms, load_input_norms
+from realignkit.calibration.models import load_calibration_model, load_tokenizer
+from realignkit.cli import main
+from realignkit.common.errors import BadInputError
+from realignkit.methods.antidote import antidote_prune, top_alpha_row_mask, wanda_scores
+from realignkit.methods.engine import RepairOptions, run_repair
+from realignkit.methods.registry import get_method
+
+QUIET = RepairOptions(show_progress=False)
+
+
+def _expected_zero_positions(weight: torch.Tensor, norm: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Independent reference: sort each row's |W_ij|·‖X_j‖ descending and mark the first ⌊α·in⌋."""
+    scores = weight.abs() * norm[None, :]
+    k = int(weight.shape[1] * alpha)
+    order = torch.argsort(scores, dim=1, descending=True)
+    mask = torch.zeros_like(weight, dtype=torch.bool)
+    for row in range(weight.shape[0]):
+        mask[row, order[row, :k]] = True
+    return mask
+
+
+def _assert_pruned_exactly(result: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor, alpha: float) -> None:
+    expected = _expected_zero_positions(weight, norm, alpha)
+    assert torch.all(result[expected] == 0), "a top-alpha entry was not zeroed"
+    assert torch.equal(result[~expected], weight[~expected]), "an entry outside the top-alpha changed"
+    assert int(expected.sum()) == weight.shape[0] * int(weight.shape[1] * alpha)
+
+
+@pytest.mark.parametrize("alpha", [0.01, 0.1, 0.25, 0.5])
+def test_prune_formula_on_small_tensors(alpha):
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(7, 40, generator=gen)
+    norm = torch.rand(40, generator=gen) + 0.1
+    _assert_pruned_exactly(antidote_prune(weight, norm, alpha), weight, norm, alpha)
+
+
+def test_scores_use_input_norms_not_just_magnitude():
+    weight = torch.tensor([[1.0, 2.0, 3.0]])
+    norm = torch.tensor([10.0, 1.0, 1.0])  # the small weight meets a big input
+    assert torch.equal(wanda_scores(weight, norm), torch.tensor([[10.0, 2.0, 3.0]]))
+    assert top_alpha_row_mask(wanda_scores(weight, norm), 0.34).tolist() == [[True, False, False]]
+    with pytest.raises(BadInputError, match="another model"):
+        wanda_scores(weight, torch.ones(4))
+
+
+@pytest.mark.parametrize("alpha", [0, 1, 1.5, -0.1])
+def test_alpha_outside_open_interval(alpha):
+    with pytest.raises(BadInputError, match="alpha"):
+        get_method("antidote").parse_params({"alpha": alpha})
+
+
+@pytest.fixture(scope="module")
+def calibration_file(tmp_path_factory):
+    return write_jsonl(tmp_path_factory.mktemp("antidote") / "cal.jsonl", prompt_response_rows(6))
+
+
+def _norms(tuned, aligned, calibration_rows, names):
+    model, _ = load_calibration_model(tuned, aligned)
+    examples = [PromptResponse(r["prompt"], r["response"]) for r in calibration_rows]
+    return collect_input_norms(model, load_tokenizer(tuned, aligned), examples, names)
+
+
+def test_full_finetune_prunes_exactly_the_top_alpha_of_every_target_row(tmp_path, tiny_family, calibration_file):
+    alpha = 0.2
+    result = run_repair("antidote", {"alpha": alpha}, tuned=[tiny_family["tuned"]], aligned=tiny_family["aligned"],
+                        out=tmp_path / "out", calibration=calibration_file, options=QUIET)  # fmt: skip
+    out = load_file(str(tmp_path / "out" / "model.safetensors"))
+    tuned = load_file(str(tiny_family["tuned"] / "model.safetensors"))
+    targets = [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "k_proj", "v_proj")]
+    norms = _norms(tiny_family["tuned"], None, prompt_response_rows(6), targets)
+    if (tmp_path / "out" / "calibration_stats.safetensors").exists():  # once the engine writes method files
+        saved = load_input_norms(tmp_path / "out")
+        assert all(torch.equal(saved[t], norms[t]) for t in targets)
+    for module in targets:
+        _assert_pruned_exactly(out[f"{module}.weight"], tuned[f"{module}.weight"], norms[module], alpha)
+    for name, tensor in out.items():  # everything else is the tuned model, untouched
+        if name.rsplit(".", 1)[0] not in targets:
+            assert torch.equal(tensor, tuned[name]), name
+    summary = result.extra["antidote"]
+    assert summary["pruned_total"] == sum(tuned[f"{m}.weight"].shape[0] * int(32 * alpha) for m in targets)
+    manifest = json.loads((tmp_path / "out" / "realignkit.json").read_text())
+    assert manifest["antidote"]["modules"]["model.layers.0.self_attn.q_proj"]["pruned"] == 32 * int(32 * alpha)
+
+
+def test_lora_adapter_mode_prunes_a_and_b(tmp_path, tiny_family, tiny_lora_dir, calibration_file):
+    from peft import PeftConfig
+
+    alpha = 0.3  # rank 4: ⌊0.3·4⌋ = 1 entry of each B row, ⌊0.3·32⌋ = 9 of each A row
+    run_repair("antidote", {"alpha": alpha}, tuned=[tiny_lora_dir], aligned=tiny_family["aligned"],
+               out=tmp_path / "out", calibration=calibration_file, options=QUIET)  # fmt: skip
+    out = load_file(str(tmp_path / "out" / "model.safetensors"))
+    aligned = load_file(str(tiny_family["aligned"] / "model.safetensors"))
+    adapter = load_file(str(tiny_lora_dir / "adapter_model.safetensors"))
+    config = PeftConfig.from_pretrained(str(tiny_lora_dir))
+    modules = [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]
+    names = [f"{m}.{piece}" for m in modules for piece in ("lora_A", "lora_B")]
+    norms = _norms(tiny_lora_dir, tiny_family["aligned"], prompt_response_rows(6), names)
+    for module in modules:
+        a = adapter[f"base_model.model.{module}.lora_A.weight"]
+        b = adapter[f"base_model.model.{module}.lora_B.weight"]
+        a_pruned = antidote_prune(a, norms[f"{module}.lora_A"], alpha)
+        b_pruned = antidote_prune(b, norms[f"{module}.lora_B"], alpha)
+        _assert_pruned_exactly(a_pruned, a, norms[f"{module}.lora_A"], alpha)
+        _assert_pruned_exactly(b_pruned, b, norms[f"{module}.lora_B"], alpha)
+        expected = aligned[f"{module}.weight"] + b_pruned @ a_pruned * (config.lora_alpha / config.r)
+        torch.testing.assert_close(out[f"{module}.weight"], expected, rtol=1e-5, atol=1e-6)
+    assert torch.equal(out["model.layers.0.self_attn.k_proj.weight"], aligned["model.layers.0.self_attn.k_proj.weight"])
+
+
+def test_lora_delta_mode_prunes_the_merged_update(tmp_path, tiny_family, tiny_lora_dir, calibration_file):
+    alpha = 0.1
+    run_repair("antidote", {"alpha": alpha, "lora_mode": "delta", "targets": "q_proj"}, tuned=[tiny_lora_dir],
+               aligned=tiny_family["aligned"], out=tmp_path / "out", calibration=calibration_file, options=QUIET)  # fmt: skip
+    out = load_file(str(tmp_path / "out" / "model.safetensors"))
+    aligned = load_file(str(tiny_family["aligned"] / "model.safetensors"))
+    module = "model.layers.1.self_attn.q_proj"
+    norm = _norms(tiny_lora_dir, tiny_family["aligned"], prompt_response_rows(6), [module])[module]
+    adapter = load_file(str(tiny_lora_dir / "adapter_model.safetensors"))
+    a = adapter[f"base_model.model.{module}.lora_A.weight"]
+    b = adapter[f"base_model.model.{module}.lora_B.weight"]
+    full_delta = b @ a * 2.0  # lora_alpha 8 / r 4
+    pruned = _expected_zero_positions(full_delta, norm, alpha)
+    got = out[f"{module}.weight"] - aligned[f"{module}.weight"]
+    assert torch.all(got[pruned] == 0)
+    torch.testing.assert_close(got[~pruned], full_delta[~pruned], rtol=1e-4, atol=1e-5)
+    v_name = "model.layers.1.self_attn.v_proj.weight"  # adapted but not targeted: full LoRA update kept
+    assert not torch.equal(out[v_name], aligned[v_name])
+
+
+def test_cli_full_and_lora(tmp_path, tiny_family, tiny_lora_dir, calibration_file):
+    for tuned, tag in ((tiny_family["tuned"], "full"), (tiny_lora_dir, "lora")):
+        code = main(["repair", "antidote", "--tuned", str(tuned), "--aligned", str(tiny_family["aligned"]),
+                     "--calibration", str(calibration_file), "--set", "alpha=0.05", "--quiet",
+                     "--out", str(tmp_path / tag)])  # fmt: skip
+        assert code == 0
+        manifest = json.loads((tmp_path / tag / "realignkit.json").read_text())
+        assert manifest["antidote"]["mode"] == ("full" if tag == "full" else "lora_adapter")
+
+
+@pytest.mark.parametrize(
+    ("sets", "calibration_text", "message"),
+    [
+        (["alpha=1.5"], None, "alpha"),
+        (["targets=qkv_proj"], None, "matches no linear module"),
+        ([], '{"prompt": "w1", "response": "w2"}\nnot json\n', "cal.jsonl:2: not valid JSON"),
+        ([], "", "is empty"),
+        ([], '{"prompt": "w1"}\n', "missing field 'response'"),
+    ],
+)
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_family, calibration_file, capsys, sets,
+                                                  calibration_text, message):  # fmt: skip
+    calibration = calibration_file
+    if calibration_text is not None:
+        calibration = tmp_path / "cal.jsonl"
+        calibration.write_text(calibration_text)
+    args = ["repair", "antidote", "--tuned", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]),
+            "--calibration", str(calibration), "--quiet", "--out", str(tmp_path / "out")]  # fmt: skip
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_missing_calibration(tmp_path, tiny_family, capsys):
+    code = main(["repair", "antidote", "--tuned", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]),
+                 "--quiet", "--out", str(tmp_path / "out")])  # fmt: skip
+    assert code == 2 and "--calibration" in capsys.readouterr().err
