@@ -23,6 +23,10 @@ def prompt_response_rows(n: int = 6) -> list[dict]:
 def preference_rows(n: int = 8) -> list[dict]:
     """SOMF-style rows: the same 'refusal' phrase is chosen, a varying 'compliance' phrase is rejected."""
     return [
-        {"prompt": f"w{10 + i} w{20 + i} w{30 + i}", "chosen": "w50 w51 w52", "rejected": f"w{60 + i} w{70 + i} w61"}
+        {
+            "prompt": f"w{10 + i} w{20 + i} w{30 + i}",
+            "chosen": "w50 w51 w52",
+            "rejected": f"w{60 + i} w{70 + i} w61",
+        }
         for i in range(n)
     ]

@@ -29,7 +29,9 @@ def _expected_zero_positions(weight: torch.Tensor, norm: torch.Tensor, alpha: fl
     return mask
 
 
-def _assert_pruned_exactly(result: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor, alpha: float) -> None:
+def _assert_pruned_exactly(
+    result: torch.Tensor, weight: torch.Tensor, norm: torch.Tensor, alpha: float
+) -> None:
     expected = _expected_zero_positions(weight, norm, alpha)
     assert torch.all(result[expected] == 0), "a top-alpha entry was not zeroed"
     assert torch.equal(result[~expected], weight[~expected]), "an entry outside the top-alpha changed"
@@ -70,7 +72,9 @@ def _norms(tuned, aligned, calibration_rows, names):
     return collect_input_norms(model, load_tokenizer(tuned, aligned), examples, names)
 
 
-def test_full_finetune_prunes_exactly_the_top_alpha_of_every_target_row(tmp_path, tiny_family, calibration_file):
+def test_full_finetune_prunes_exactly_the_top_alpha_of_every_target_row(
+    tmp_path, tiny_family, calibration_file
+):
     alpha = 0.2
     result = run_repair("antidote", {"alpha": alpha}, tuned=[tiny_family["tuned"]], aligned=tiny_family["aligned"],
                         out=tmp_path / "out", calibration=calibration_file, options=QUIET)  # fmt: skip
@@ -89,7 +93,9 @@ def test_full_finetune_prunes_exactly_the_top_alpha_of_every_target_row(tmp_path
     summary = result.extra["antidote"]
     assert summary["pruned_total"] == sum(tuned[f"{m}.weight"].shape[0] * int(32 * alpha) for m in targets)
     manifest = json.loads((tmp_path / "out" / "realignkit.json").read_text())
-    assert manifest["antidote"]["modules"]["model.layers.0.self_attn.q_proj"]["pruned"] == 32 * int(32 * alpha)
+    assert manifest["antidote"]["modules"]["model.layers.0.self_attn.q_proj"]["pruned"] == 32 * int(
+        32 * alpha
+    )
 
 
 def test_lora_adapter_mode_prunes_a_and_b(tmp_path, tiny_family, tiny_lora_dir, calibration_file):
@@ -114,7 +120,9 @@ def test_lora_adapter_mode_prunes_a_and_b(tmp_path, tiny_family, tiny_lora_dir, 
         _assert_pruned_exactly(b_pruned, b, norms[f"{module}.lora_B"], alpha)
         expected = aligned[f"{module}.weight"] + b_pruned @ a_pruned * (config.lora_alpha / config.r)
         torch.testing.assert_close(out[f"{module}.weight"], expected, rtol=1e-5, atol=1e-6)
-    assert torch.equal(out["model.layers.0.self_attn.k_proj.weight"], aligned["model.layers.0.self_attn.k_proj.weight"])
+    assert torch.equal(
+        out["model.layers.0.self_attn.k_proj.weight"], aligned["model.layers.0.self_attn.k_proj.weight"]
+    )
 
 
 def test_lora_delta_mode_prunes_the_merged_update(tmp_path, tiny_family, tiny_lora_dir, calibration_file):
