@@ -102,6 +102,17 @@ def test_empty_answer_counts_as_refusal_and_interface_is_stable() -> None:
     ]
 
 
+def test_only_the_opening_is_read_so_huge_unpunctuated_text_stays_fast() -> None:
+    import time
+
+    started = time.perf_counter()
+    JUDGE.is_refusal("word " * 200_000 + "I cannot help with that.")
+    assert time.perf_counter() - started < 1.0
+    assert not JUDGE.is_refusal(
+        "Here is a long answer. " + "Details follow. " * 2000 + "I cannot help with that."
+    )
+
+
 def test_a_no_answers_a_factual_question_but_declines_a_request() -> None:
     assert not JUDGE.is_refusal("No, the Earth is not flat; it is an oblate spheroid.", "Is the Earth flat?")
     assert JUDGE.is_refusal(

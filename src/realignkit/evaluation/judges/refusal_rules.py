@@ -264,9 +264,15 @@ def _distinct_moral_words(text: str) -> int:
     return len({m.group(0) for m in _MORAL_WORDS.finditer(text)})
 
 
+# Refusal cues live in the opening; reading only this much keeps the judge fast on huge or unpunctuated text.
+_READ_CHARS = 4000
+_SENTENCE_CHARS = 600
+
+
 def find_cues(response: str, prompt: str | None = None) -> RefusalCues:
-    text = normalise(response)
-    parts = sentences(text)
+    """Read the cues of one response; `prompt` (optional) enables the premise and request checks."""
+    text = normalise(str(response)[:_READ_CHARS])
+    parts = [part[:_SENTENCE_CHARS] for part in sentences(text)]
     first = parts[0] if parts else ""
     opening = " ".join(parts[:2])
     early = " ".join(parts[:3])
