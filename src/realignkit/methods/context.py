@@ -55,4 +55,4 @@ class RepairContext:
         return self.loader(row)
 
     def progress(self, iterable: Iterable[T], *, desc: str, total: int | None = None) -> Iterator[T]:
-        return iter(tqdm(iterable, desc=desc, total=total, disable=not self.show_progress, leave=False))
+        return iter(tqdm(iterable, desc=desc, total=total, disable=None if self.show_progress else True, leave=False))

@@ -127,7 +127,7 @@ def _stream(
     pending: collections.deque[tuple[TensorPlan, Future[torch.Tensor]]] = collections.deque()
     rows = iter(plan)
     pool = ThreadPoolExecutor(max_workers=max(1, opts.threads), thread_name_prefix="realignkit-repair")
-    bar = tqdm(total=len(plan), desc="repair", unit="tensor", disable=not opts.show_progress, leave=False)
+    bar = tqdm(total=len(plan), desc="repair", unit="tensor", disable=None if opts.show_progress else True, leave=False)
     try:
         for row in rows:
             pending.append((row, pool.submit(compute, row)))
