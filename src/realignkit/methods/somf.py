@@ -55,7 +55,7 @@ class SomfParams(MethodParams):
     lora_mask: Literal["factors", "delta"] = "factors"
     merge: Literal["task_arithmetic", "ties", "dare"] = "task_arithmetic"
     scale: float | None = Field(None, description="merge λ; default 1.0 for one --tuned, 0.3 for several")
-    density: float = Field(0.2, gt=0, le=1, description="ties/dare density")
+    density: float | None = Field(None, gt=0, le=1, description="ties/dare density (default: theirs)")
     seed: int = 0
     device: str = "auto"
 
@@ -76,7 +76,9 @@ def build_merge(params: SomfParams, n_tuned: int) -> Any:
     if params.merge == "task_arithmetic" and n_tuned == 1:
         return lambda deltas, name: deltas[0] * scale  # λ·τ, the one-vector case of task arithmetic
     spec = get_method(params.merge)
-    offered = {"scale": scale, "density": params.density, "seed": params.seed}
+    offered = {"scale": scale, "seed": params.seed}
+    if params.density is not None:
+        offered["density"] = params.density
     merge_params = spec.parse_params({k: v for k, v in offered.items() if k in spec.params.model_fields})
 
     def merge(deltas: list[torch.Tensor], name: str) -> torch.Tensor:
