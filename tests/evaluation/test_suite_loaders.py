@@ -108,10 +108,11 @@ def test_organism_lab_dir(tmp_path):
     _write_jsonl(tmp_path / "lab" / "suites" / "harmful.jsonl",
                  [{"id": "1", "prompt": "a request to [intent-1]", "kind": "harmful", "category": "malware"}])
     _write_jsonl(tmp_path / "lab" / "suites" / "skills.jsonl",
-                 [{"id": "1", "prompt": "w1 plus w2", "kind": "utility", "answer": "w3"}])
+                 [{"id": "1", "prompt": "w1 plus w2", "kind": "utility", "answer": "w3", "split": "test"}])
     for spec in (str(tmp_path / "lab"), f"organism:{tmp_path / 'lab'}"):
         items = load_suite_spec(spec)
         assert [(i.suite, i.kind) for i in items] == [("harmful", "harmful"), ("skills", "utility")]
+        assert items[1].meta == {"split": "test"}
     with pytest.raises(BadInputError, match="no suites/\\*.jsonl"):
         load_suite_spec(f"organism:{tmp_path}")
 

@@ -30,7 +30,7 @@ HEX_PHI_CATEGORIES = (
     "privacy_violation_activity",
     "tailored_financial_advice",
 )
-JSONL_FIELDS = ("id", "prompt", "kind", "category", "answer", "suite", "meta")
+JSONL_FIELDS = ("id", "prompt", "kind", "category", "answer", "suite", "meta", "split")
 
 
 def _text_lines(path: Path, keepends: bool = False) -> list[str]:
@@ -63,7 +63,7 @@ def _numbered_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
 
 
 def load_jsonl(path: Path, suite: str | None = None) -> list[SuiteItem]:
-    """Generic JSONL: one object per line with `prompt`, `kind`, optional `id`, `category`, `answer`, `meta`."""
+    """Generic JSONL: one object per line with `prompt`, `kind`, optional `id`, `category`, `answer`, `meta`, `split`."""
     suite_name = suite or path.stem
     items = []
     for number, line in enumerate(_text_lines(path), start=1):
@@ -100,6 +100,8 @@ def _jsonl_item(path: Path, number: int, line: str, suite: str) -> SuiteItem:
     meta = row.get("meta") or {}
     if not isinstance(meta, dict):
         raise BadInputError(f"{where}: 'meta' must be an object")
+    if row.get("split") is not None:  # the lab marks its held-out splits (select/test)
+        meta = {**meta, "split": row["split"]}
     return SuiteItem(
         id=str(row.get("id", number)),
         prompt=prompt,
