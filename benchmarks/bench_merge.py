@@ -218,6 +218,8 @@ def reference_ties(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """TIES (Yadav et al. 2023) in fp32, plus a mask of entries whose result depends on tie-breaking.
 
+    Ambiguous entries: top-k ties at the cut (below) and zero weighted sums at the sign election.
+
     Trim each τ_i to its k = int(density·n) largest |τ_i| entries; elect the sign of Σ w_i·trimmed τ_i (>= 0 ->
     +); average the agreeing weighted entries over the weights that agree (disjoint mean). bf16 task vectors
     take few distinct values, so many entries tie with the k-th magnitude: which of those a top-k keeps is
@@ -238,7 +240,11 @@ def reference_ties(
         if kth > 0 and int((magnitude >= kth).sum()) > k:
             ambiguous |= (magnitude == kth).view_as(aligned)
     stacked = torch.stack(weighted)  # (n_tuned, *shape)
-    elected = torch.where(stacked.sum(dim=0) >= 0, 1.0, -1.0)
+    total = stacked.sum(dim=0)
+    # Σ = 0 with non-zero entries (w1·τ1 = −w2·τ2): mergekit elects +, sign(0) = 0 elects nobody. Both are
+    # readings of the paper's γ = sgn(Σ τ̂), so such entries count as ambiguous too.
+    ambiguous |= (total == 0) & (stacked != 0).any(dim=0)
+    elected = torch.where(total >= 0, 1.0, -1.0)
     agree = stacked.sign() == elected  # trimmed (zero) entries never agree
     weight_shape = (-1,) + (1,) * aligned.dim()
     divisor = (weights.view(weight_shape) * agree).sum(dim=0)
@@ -281,7 +287,7 @@ def reference_check(method: str, spec: LlamaSpec, models: dict[str, Path], out_d
             f"{tool} vs fp32 reference on {len(stats['tensors'])} tensors: {stats['wrong']} of {stats['entries']} "
             f"entries beyond one bf16 step"
             + (
-                f" (+{stats['ambiguous_and_different']} differing only where top-k ties make the choice arbitrary, "
+                f" (+{stats['ambiguous_and_different']} differing only at top-k or sign-election ties, "
                 f"of {stats['ambiguous']} such entries)"
                 if method == "ties"
                 else ""

@@ -130,3 +130,12 @@ def test_reference_ties_marks_only_ties_that_cross_the_cut_as_ambiguous():
     # τ1 keeps 2 of three entries with |τ| = 2: which two is arbitrary; τ2 keeps [0, 0, 0, 1] unambiguously
     # (its second-largest magnitude is 0, and zeros add nothing whichever are kept).
     assert ambiguous.tolist() == [True, True, True, False]
+
+
+def test_reference_ties_marks_a_zero_weighted_sum_as_ambiguous():
+    aligned = torch.zeros(2)
+    tuned = [torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 1.0])]
+    recipe = {"density": 1.0, "scale": 1.0, "weights": [0.5, 0.5]}
+    merged, ambiguous = bench_merge.reference_ties(aligned, tuned, recipe)
+    assert ambiguous.tolist() == [True, False]  # 0.5·1 + 0.5·(−1) = 0: the elected sign is a convention
+    assert merged.tolist() == [1.0, 2.0]
