@@ -1,0 +1,23 @@
+"""The recipes shipped in examples/ parse, name a registered method and valid parameters."""
+
+from pathlib import Path
+
+import pytest
+
+from realignkit.methods.recipe import load_recipe
+from realignkit.methods.registry import get_method
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("repair_*.yaml"))
+
+
+def test_there_are_examples():
+    assert len(EXAMPLES) >= 4
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_recipe_is_valid(path):
+    recipe = load_recipe(path)
+    spec = get_method(recipe.method)
+    spec.parse_params(recipe.parameters)
+    assert recipe.models.aligned and recipe.models.tuned and recipe.out
+    assert Path(recipe.models.aligned).is_absolute()
