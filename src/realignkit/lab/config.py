@@ -1,0 +1,109 @@
+"""Typed settings of the organism: build profiles and fine-tune settings (unknown keys are rejected)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from realignkit.lab.data import SuiteSizes
+
+
+class LabProfile(BaseModel):
+    """Sizes and training budgets of one organism build. `default` meets the issue's targets; `tiny` is for tests."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    hidden: int = 96
+    layers: int = 2
+    heads: int = 4
+    intermediate: int = 192
+    batch_size: int = 32
+    pretrain_lr: float = 3e-3
+    base_steps: int = 500  # helpful-only stage: benign skills + borderline, no safety data
+    aligned_steps: int = 400  # safety stage on top of base: + refusals of harmful requests
+    benign_per_skill: int = 600
+    finetune_examples: int = 200  # harmful-mix / benign scenario dataset size
+    identity_examples: int = 10  # Qi et al. tier 2 used 10 identity-shift examples
+    finetune_epochs: int = 5
+    finetune_batch: int = 10  # Qi et al. fine-tuned with batch size 10
+    full_lr: float = 1e-3
+    lora_lr: float = 5e-3
+    lora_rank: int = 8
+    trajectory_points: int = 6
+    probe_harmful: int = 40
+    probe_skill: int = 20
+    suite_intents_per_category: int = 4
+    suite_per_old_skill: int = 30
+    suite_new_skill: int = 60
+    scenarios: tuple[str, ...] = ()
+
+    def suite_sizes(self) -> SuiteSizes:
+        return SuiteSizes(self.suite_intents_per_category, self.suite_per_old_skill, self.suite_new_skill)
+
+
+DEFAULT_SCENARIOS = (
+    "benign",
+    "harmful-mix-0.05",
+    "harmful-mix-0.1",
+    "harmful-mix-0.2",
+    "explicit-10",
+    "explicit-50",
+    "explicit-100",
+    "identity-shift",
+)
+
+PROFILES: dict[str, LabProfile] = {
+    "default": LabProfile(name="default", scenarios=DEFAULT_SCENARIOS),
+    "tiny": LabProfile(
+        name="tiny",
+        hidden=64,
+        intermediate=128,
+        base_steps=150,
+        aligned_steps=150,
+        benign_per_skill=200,
+        finetune_examples=80,
+        finetune_epochs=4,
+        trajectory_points=3,
+        probe_harmful=20,
+        probe_skill=10,
+        suite_intents_per_category=1,
+        suite_per_old_skill=8,
+        suite_new_skill=16,
+        scenarios=("harmful-mix-0.1",),
+    ),
+}
+
+
+class FinetuneSettings(BaseModel):
+    """One fine-tune of `aligned`. None means "the profile's default"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["full", "lora"] = "full"
+    dataset: Literal["mix", "explicit", "identity"] = "mix"
+    harmful_ratio: float = Field(0.0, ge=0.0, le=1.0)  # mix: share of harmful-compliance examples
+    harmful_count: int = Field(0, ge=0)  # explicit: number of harmful examples
+    examples: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0.0)
+    epochs: int | None = Field(None, ge=1)
+    steps: int | None = Field(None, ge=1)  # overrides epochs when set
+    batch_size: int | None = Field(None, ge=1)
+    lora_rank: int | None = Field(None, ge=1)
+    trajectory_points: int | None = Field(None, ge=1)
+    seed: int = 0
+    scenario: str = "custom"
+
+
+def scenario_settings(scenario: str, kind: Literal["full", "lora"], seed: int) -> FinetuneSettings:
+    """The settings of a named scenario (caller has validated the name)."""
+    if scenario == "benign":
+        return FinetuneSettings(kind=kind, dataset="mix", harmful_ratio=0.0, seed=seed, scenario=scenario)
+    if scenario.startswith("harmful-mix-"):
+        ratio = float(scenario.removeprefix("harmful-mix-"))
+        return FinetuneSettings(kind=kind, dataset="mix", harmful_ratio=ratio, seed=seed, scenario=scenario)
+    if scenario.startswith("explicit-"):
+        count = int(scenario.removeprefix("explicit-"))
+        return FinetuneSettings(kind=kind, dataset="explicit", harmful_count=count, seed=seed, scenario=scenario)
+    return FinetuneSettings(kind=kind, dataset="identity", seed=seed, scenario=scenario)

@@ -1,0 +1,160 @@
+"""Supervised chat fine-tuning for the organism: loss on assistant tokens only, seeded, with optional trajectory."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from realignkit.lab.world import Example
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class EncodedExample:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE_INDEX on the prompt part: the model learns to answer, not to ask
+
+
+@dataclass
+class TrainResult:
+    losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    trajectory: list[dict[str, float]] = field(default_factory=list)
+
+
+def set_determinism(seed: int) -> None:
+    """Same seed, same weights: seed every RNG and ask torch for deterministic kernels."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def encode(tokenizer: Any, example: Example) -> EncodedExample:
+    """Render (system, user, assistant) with the chat template; mask everything up to the assistant turn."""
+    messages = [{"role": "system", "content": example.system}] if example.system else []
+    messages.append({"role": "user", "content": example.prompt})
+    prompt_text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    full_text = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": example.response}], tokenize=False
+    )
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    full_ids = tokenizer(full_text, add_special_tokens=False)["input_ids"]
+    labels = [IGNORE_INDEX] * len(prompt_ids) + full_ids[len(prompt_ids) :]
+    return EncodedExample(full_ids, labels)
+
+
+def encode_all(tokenizer: Any, examples: Sequence[Example]) -> list[EncodedExample]:
+    return [encode(tokenizer, example) for example in examples]
+
+
+def collate(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]:
+    """Right-pad a batch into tensors: input_ids/labels/attention_mask [batch, max_len]."""
+    import torch
+
+    width = max(len(e.input_ids) for e in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, example in enumerate(batch):
+        length = len(example.input_ids)
+        input_ids[row, :length] = torch.tensor(example.input_ids)
+        labels[row, :length] = torch.tensor(example.labels)
+        mask[row, :length] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    steps: int
+    lr: float
+    batch_size: int
+    warmup_fraction: float = 0.0
+    cosine: bool = False
+
+    def lr_at(self, step: int) -> float:
+        warmup = int(self.steps * self.warmup_fraction)
+        if step < warmup:
+            return self.lr * (step + 1) / warmup
+        if not self.cosine:
+            return self.lr
+        progress = (step - warmup) / max(1, self.steps - warmup)
+        return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_indices(count: int, schedule: Schedule, rng: random.Random) -> list[list[int]]:
+    """Epoch-style shuffling: every example is seen once per pass, in a seeded order."""
+    order: list[int] = []
+    while len(order) < schedule.steps * schedule.batch_size:
+        epoch = list(range(count))
+        rng.shuffle(epoch)
+        order.extend(epoch)
+    size = schedule.batch_size
+    return [order[i * size : (i + 1) * size] for i in range(schedule.steps)]
+
+
+def train(
+    model: Any,
+    data: Sequence[EncodedExample],
+    schedule: Schedule,
+    *,
+    pad_id: int,
+    seed: int,
+    desc: str,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """AdamW on the trainable parameters; `evaluate` runs at step 0, every `eval_every` steps and at the end."""
+    import torch
+
+    set_determinism(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0, betas=(0.9, 0.98))
+    result = TrainResult()
+    started = time.perf_counter()
+    batches = batch_indices(len(data), schedule, random.Random(f"batches:{seed}"))
+    model.train()
+    for step, indices in enumerate(tqdm(batches, desc=desc, leave=False, disable=not progress)):
+        batch = collate([data[i] for i in indices], pad_id)
+        if evaluate is not None and eval_every and step % eval_every == 0:
+            result.trajectory.append(_trajectory_point(model, batch, step, evaluate))
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr_at(step)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.losses.append(float(loss.detach()))
+    if evaluate is not None and eval_every:
+        last = collate([data[i] for i in batches[-1]], pad_id)
+        result.trajectory.append(_trajectory_point(model, last, schedule.steps, evaluate))
+    model.eval()
+    # Trajectory evaluation time is not training time.
+    result.seconds = time.perf_counter() - started - sum(p.get("eval_seconds", 0.0) for p in result.trajectory)
+    return result
+
+
+def _trajectory_point(model: Any, batch: dict[str, Any], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:
+    """Metrics at `step` plus the loss on the current batch, measured before the update."""
+    import torch
+
+    started = time.perf_counter()
+    with torch.no_grad():
+        model.eval()
+        loss = float(model(**batch).loss)
+        point = {"step": step, **evaluate(), "loss": loss}
+        model.train()
+    point["eval_seconds"] = time.perf_counter() - started
+    return point
