@@ -42,6 +42,9 @@ class AntidoteParams(MethodParams):
     batch_size: int = Field(8, ge=1)
     max_length: int = Field(512, ge=8)
     device: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="calibration forward dtype"
+    )
     stream_layers: Literal["auto", "yes", "no"] = "auto"
 
 
@@ -165,7 +168,9 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     examples = load_prompt_response_jsonl(ctx.calibration)
     is_lora = bool(getattr(ctx.tuned[0], "is_adapter", False))
     tuned_path, aligned_path = ctx.paths["tuned"][0], ctx.paths.get("aligned")
-    model, _ = load_calibration_model(tuned_path, aligned_path if is_lora else None, device="cpu")
+    model, _ = load_calibration_model(
+        tuned_path, aligned_path if is_lora else None, dtype=getattr(torch, params.dtype), device="cpu"
+    )
     tokenizer = load_tokenizer(tuned_path, aligned_path)
     modules = _select_modules(model, params, is_lora)
     device = _device(params)

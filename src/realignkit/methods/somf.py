@@ -58,6 +58,7 @@ class SomfParams(MethodParams):
     density: float | None = Field(None, gt=0, le=1, description="ties/dare density (default: theirs)")
     seed: int = 0
     device: str = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="frozen model dtype")
 
 
 # ---------------------------------------------------------------- pure tensor functions
@@ -153,7 +154,7 @@ def prepare_somf(ctx: Any, params: SomfParams) -> SomfState:
     started = time.time()
     pairs = load_preference_jsonl(ctx.calibration)
     device = _device(params)
-    model = load_causal_lm(ctx.paths["aligned"], device=device)
+    model = load_causal_lm(ctx.paths["aligned"], dtype=getattr(torch, params.dtype), device=device)
     tokenizer = load_tokenizer(ctx.paths["aligned"], *ctx.paths["tuned"])
     use_factors = params.lora_mask == "factors" and all(getattr(s, "is_adapter", False) for s in ctx.tuned)
     candidates = _candidate_modules(model, ctx, use_factors)
@@ -237,11 +238,7 @@ def somf(
     """SOMF (Yi et al.): theta = aligned + merge(tau_i * m / mean(m)) with a DPO-trained Concrete mask m."""
     if state is not None and name in state.deltas:
         return aligned + state.deltas[name].to(aligned.dtype)
-    if (
-        len(tuned) == 1
-        and (state is None or params.merge == "task_arithmetic")
-        and params.scale in (None, 1.0)
-    ):
-        return tuned[0]
+    if len(tuned) == 1 and params.merge == "task_arithmetic" and params.scale in (None, 1.0):
+        return tuned[0]  # θ_aligned + 1·τ: the tuned tensor itself, without a rounding round trip
     merge = state.merge if state is not None else build_merge(params, len(tuned))
     return aligned + merge([t - aligned for t in tuned], name)
