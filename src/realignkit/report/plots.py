@@ -46,9 +46,10 @@ def category_bars(name: str, suite: dict[str, Any]) -> str | None:
     positions = list(range(len(categories)))
     height = 0.4 if has_baseline else 0.7
     if has_baseline:
-        ax.barh([p + height / 2 for p in positions], [b if b is not None else 0 for b in before], height,
+        # y grows downwards after invert_yaxis: baseline bar on top, model bar below it
+        ax.barh([p - height / 2 for p in positions], [b if b is not None else 0 for b in before], height,
                 label="baseline", color="#9db4d0")
-        ax.barh([p - height / 2 for p in positions], now, height, label="model", color="#d0584d")
+        ax.barh([p + height / 2 for p in positions], now, height, label="model", color="#d0584d")
         ax.legend(loc="lower right", fontsize=8)
     else:
         ax.barh(positions, now, height, color="#d0584d")
