@@ -152,6 +152,8 @@ def make_backend(
 
     fingerprint = model_source_fingerprint(model, aligned)
     if backend == "vllm":
+        if (Path(model) / "adapter_config.json").is_file():
+            raise BadInputError("backend 'vllm' takes a full model dir; audit adapters with --backend transformers")
         return VLLMBackend(model, fingerprint=fingerprint, cache=cache)
     loaded, tokenizer = load_model_for_audit(model, aligned=aligned, template=template, allow_pickle=allow_pickle,
                                              device=device, dtype=dtype)
