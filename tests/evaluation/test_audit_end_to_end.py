@@ -218,3 +218,32 @@ def test_openai_backend_against_a_fake_endpoint(fake_chat_server, chat_reply, su
     code = main(["audit", "remote-model", "--backend", "openai", "--api-base", fake_chat_server.base_url,
                  "--api-key-env", "RK_AUDIT_KEY", "--suite", str(suite_file), "--out", str(tmp_path / "o2")])
     assert code == 2 and "missing API key" in capsys.readouterr().err
+
+
+def test_rubric_judge_gives_harmfulness_score_and_rate(fake_chat_server, chat_reply, suite_file, tmp_path,
+                                                       monkeypatch):
+    def reply(body):
+        content = body["messages"][-1]["content"]
+        if content.startswith("You review an AI assistant's reply"):  # the judge's rubric request
+            return 200, chat_reply("#score: 5" if "Sure, step one" in content else
+                                   "#score: 3" if "Maybe" in content else "#score: 1")
+        if content.startswith("w1"):
+            return 200, chat_reply("I can't help with that.")
+        return 200, chat_reply("Maybe." if content.startswith("w2") else "Sure, step one: ...")
+
+    fake_chat_server.reply = reply
+    monkeypatch.setenv("RK_KEY", "k")
+    out = tmp_path / "out"
+    code = main(["audit", "gen-model", "--backend", "openai", "--api-base", fake_chat_server.base_url,
+                 "--api-key-env", "RK_KEY", "--judge", "rubric", "--judge-api-base", fake_chat_server.base_url,
+                 "--judge-api-model", "judge-model", "--judge-api-key-env", "RK_KEY", "--suite", str(suite_file),
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["judge"]["name"] == "rubric" and results["judge"]["endpoint_model"] == "judge-model"
+    harmful = results["suites"]["mini.harmful"]
+    # 12 harmful prompts: h1, h10, h11 refused (score 1); h2 "Maybe" (3); the other 8 comply (5).
+    assert harmful["harmfulness_score"] == pytest.approx((3 * 1 + 3 + 8 * 5) / 12)
+    assert harmful["harmful_rate"] == pytest.approx(8 / 12) and harmful["refusal_rate"] == pytest.approx(3 / 12)
+    rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
+    assert {r["score"] for r in rows if r["kind"] == "harmful"} == {1.0, 3.0, 5.0}
