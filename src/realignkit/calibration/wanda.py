@@ -113,16 +113,24 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def _forward_whole(
-    model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device
+    model: nn.Module,
+    batches: Sequence[TokenBatch],
+    acc: _NormAccumulator,
+    device: torch.device,
+    progress: bool,
 ) -> None:
-    for batch in tqdm(batches, desc="calibration", leave=False, disable=len(batches) < 4):
+    for batch in tqdm(batches, desc="calibration", leave=False, disable=not progress):
         batch = batch.to(device)
         acc.token_mask = batch.attention_mask.bool()
         model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
 
 
 def _forward_streamed(
-    model: nn.Module, batches: Sequence[TokenBatch], acc: _NormAccumulator, device: torch.device
+    model: nn.Module,
+    batches: Sequence[TokenBatch],
+    acc: _NormAccumulator,
+    device: torch.device,
+    progress: bool,
 ) -> None:
     layers = decoder_layers(model)
     for layer in layers:
@@ -142,7 +150,7 @@ def _forward_streamed(
     finally:
         handle.remove()
     masks = [b.attention_mask.bool() for b in batches]
-    for layer in tqdm(layers, desc="calibration layers", leave=False):
+    for layer in tqdm(layers, desc="calibration layers", leave=False, disable=not progress):
         layer.to(device)
         for index, (args, kwargs) in enumerate(captured):
             acc.token_mask = masks[index]
@@ -163,6 +171,7 @@ def collect_input_norms(
     max_length: int = 512,
     stream_layers: bool = False,
     device: torch.device | str | None = None,
+    progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """‖X_j‖₂ over all calibration tokens for each named linear module (canonical names), float32 on CPU."""
     modules = linear_modules(model)
@@ -183,9 +192,9 @@ def collect_input_norms(
     try:
         with _eval_mode(model):
             if stream_layers:
-                _forward_streamed(model, batches, acc, device)
+                _forward_streamed(model, batches, acc, device, progress)
             else:
-                _forward_whole(model, batches, acc, device)
+                _forward_whole(model, batches, acc, device, progress)
     except BadInputError:
         raise
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:

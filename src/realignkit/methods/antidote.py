@@ -179,7 +179,7 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
         model.to(device)
     norms = collect_input_norms(
         model, tokenizer, examples, _stat_names(modules, is_lora, params),
-        batch_size=params.batch_size, max_length=params.max_length, stream_layers=stream, device=device,
+        batch_size=params.batch_size, max_length=params.max_length, stream_layers=stream, device=device, progress=ctx.show_progress,
     )  # fmt: skip
     del model
     state = AntidoteState(norms=norms)
