@@ -131,3 +131,44 @@ def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path
     got, t = load_dir(out), load_dir(tiny_family["tuned"])
     torch.testing.assert_close(got["model.layers.0.mlp.up_proj.weight"], t["model.layers.0.mlp.up_proj.weight"])
     assert not torch.allclose(got["model.layers.0.self_attn.q_proj.weight"], t["model.layers.0.self_attn.q_proj.weight"])
+
+
+@pytest.mark.parametrize(
+    "method,params,tuned_key",
+    [("task_arithmetic", {"scale": 0.7}, "full"), ("interpolate", {"alpha": 0.4}, "lora"), ("resta", {"beta": 2.0}, "vlm")],
+)
+def test_row_blocks_give_the_same_output_as_whole_tensors(
+    tiny_family, tiny_lora_dir, tiny_vlm_tuned_dir, tmp_path, method, params, tuned_key
+):
+    tuned = {"full": [tiny_family["tuned"], tiny_family["tuned2"]], "lora": [tiny_lora_dir],
+             "vlm": [tiny_vlm_tuned_dir]}[tuned_key]
+    outputs = {}
+    for block in (1 << 20, 100):  # 100 entries: every 2-D tensor is split into blocks of 1-3 rows
+        out = tmp_path / f"block{block}"
+        run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, base=tiny_family["base"], out=out,
+                   options=RepairOptions(show_progress=False, block_elements=block, max_shard_bytes=50_000))
+        outputs[block] = load_dir(out)
+    assert outputs[100].keys() == outputs[1 << 20].keys()
+    for name, tensor in outputs[1 << 20].items():
+        assert torch.equal(outputs[100][name], tensor), name
+
+
+def test_row_blocks_of_transposed_lora_delta(tmp_path):
+    from safetensors.torch import save_file
+
+    from realignkit.checkpoints import open_source
+
+    (tmp_path / "base").mkdir()
+    save_file({"emb.weight": torch.randn(10, 6)}, str(tmp_path / "base" / "model.safetensors"))
+    (tmp_path / "ad").mkdir()
+    save_file({"base_model.model.emb.lora_embedding_A": torch.randn(3, 10),
+               "base_model.model.emb.lora_embedding_B": torch.randn(6, 3)},
+              str(tmp_path / "ad" / "adapter_model.safetensors"))
+    (tmp_path / "ad" / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 3, "lora_alpha": 6}))
+    aligned = open_source(tmp_path / "base", role="aligned")
+    adapter = open_source(tmp_path / "ad", role="tuned", aligned=aligned)
+    whole = adapter.tuned_from_aligned("emb.weight", aligned.get("emb.weight"))
+    part = adapter.tuned_from_aligned("emb.weight", aligned.get_rows("emb.weight", 4, 7), rows=(4, 7))
+    torch.testing.assert_close(part, whole[4:7])
+    factors = adapter.lora_factors("emb.weight")
+    torch.testing.assert_close(whole - aligned.get("emb.weight"), (factors.b @ factors.a).T * 2.0)

@@ -35,9 +35,15 @@ class LoraFactors:
     scaling: float
     transpose: bool
 
-    def delta(self) -> torch.Tensor:
-        product = self.b.float() @ self.a.float()  # [out, in]
-        return (product.T if self.transpose else product) * self.scaling
+    def delta(self, rows: tuple[int, int] | None = None) -> torch.Tensor:
+        """ΔW, or only its rows [start, stop) (computed from the matching slice of B, or of A when transposed)."""
+        if rows is None:
+            product = self.b.float() @ self.a.float()  # [out, in]
+            return (product.T if self.transpose else product) * self.scaling
+        start, stop = rows
+        if self.transpose:  # ΔW = (B·A)ᵀ: its rows are columns of B·A
+            return (self.b.float() @ self.a[:, start:stop].float()).T * self.scaling
+        return (self.b[start:stop].float() @ self.a.float()) * self.scaling
 
 
 def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
@@ -183,12 +189,18 @@ class LoraAdapterSource:
         factors = self._factors.get(name)
         return factors.delta() if factors is not None else None
 
-    def tuned_from_aligned(self, name: str, aligned_fp32: torch.Tensor) -> torch.Tensor:
-        """θ_tuned in fp32 given θ_aligned in fp32 (so the aligned tensor is read only once)."""
+    def tuned_from_aligned(
+        self, name: str, aligned_fp32: torch.Tensor, rows: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """θ_tuned in fp32 given θ_aligned in fp32 (so the aligned tensor is read only once).
+
+        With `rows`, aligned_fp32 holds only rows [start, stop) and so does the result.
+        """
         if name in self._full:
-            return self._full[name].float()
+            full = self._full[name]
+            return (full if rows is None else full[rows[0] : rows[1]]).float()
         factors = self._factors.get(name)
-        return aligned_fp32 if factors is None else aligned_fp32 + factors.delta()
+        return aligned_fp32 if factors is None else aligned_fp32 + factors.delta(rows)
 
     def get(self, name: str) -> torch.Tensor:
         merged = self.tuned_from_aligned(name, self.aligned.get(name).float())

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from realignkit.checkpoints.safetensors_io import TensorInfo, read_header, read_tensor
+from realignkit.checkpoints.safetensors_io import TensorInfo, read_header, read_rows, read_tensor
 from realignkit.common.errors import BadInputError
 
 SAFE_INDEX = "model.safetensors.index.json"
@@ -135,6 +135,13 @@ class ModelDirSource:
             file, info = self._infos[name]
             return read_tensor(self._fds[file], info)
         return self._pickle_tensor(name).clone()
+
+    def get_rows(self, name: str, start: int, stop: int) -> torch.Tensor:
+        """Rows [start, stop) of a tensor along dim 0, reading only those bytes."""
+        if name in self._infos:
+            file, info = self._infos[name]
+            return read_rows(self._fds[file], info, start, stop)
+        return self._pickle_tensor(name)[start:stop].clone()
 
     def files(self) -> list[Path]:
         return sorted({f for f, _ in self._infos.values()} | {f for f, _ in self._pickled.values()})

@@ -87,19 +87,34 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str]]:
     return infos, metadata
 
 
-def read_tensor(fd: int, info: TensorInfo) -> torch.Tensor:
-    """Read one tensor with positional reads (thread-safe on a shared fd) into freshly allocated memory."""
-    raw = torch.empty(info.nbytes, dtype=torch.uint8)
+def _read_bytes(fd: int, start: int, nbytes: int) -> torch.Tensor:
+    raw = torch.empty(nbytes, dtype=torch.uint8)
     view = memoryview(raw.numpy())
     done = 0
-    while done < info.nbytes:
-        got = os.preadv(fd, [view[done : done + _MAX_READ]], info.start + done)
+    while done < nbytes:
+        got = os.preadv(fd, [view[done : done + _MAX_READ]], start + done)
         if got <= 0:
-            raise BadInputError(f"unexpected end of file while reading a tensor at byte {info.start + done}")
+            raise BadInputError(f"unexpected end of file while reading a tensor at byte {start + done}")
         done += got
+    return raw
+
+
+def read_tensor(fd: int, info: TensorInfo) -> torch.Tensor:
+    """Read one tensor with positional reads (thread-safe on a shared fd) into freshly allocated memory."""
     if info.nbytes == 0:
         return torch.empty(info.shape, dtype=info.dtype)
-    return raw.view(info.dtype).reshape(info.shape)
+    return _read_bytes(fd, info.start, info.nbytes).view(info.dtype).reshape(info.shape)
+
+
+def read_rows(fd: int, info: TensorInfo, start: int, stop: int) -> torch.Tensor:
+    """Rows [start, stop) along dim 0: a contiguous byte range of a row-major tensor, read without the rest."""
+    rest = info.shape[1:]
+    row_bytes = math.prod(rest) * dtype_nbytes(info.dtype)
+    count = max(0, stop - start)
+    if count == 0 or row_bytes == 0:
+        return torch.empty((count, *rest), dtype=info.dtype)
+    raw = _read_bytes(fd, info.start + start * row_bytes, count * row_bytes)
+    return raw.view(info.dtype).reshape((count, *rest))
 
 
 @dataclass(frozen=True)
@@ -143,22 +158,34 @@ def encode_header(tensors: list[PlannedTensor], metadata: dict[str, str]) -> byt
 
 
 class ShardFileWriter:
-    """Writes one planned shard: header first, then each tensor in plan order as it arrives."""
+    """Writes one planned shard: header first, then each tensor in plan order as it arrives.
+
+    A tensor may arrive whole or as consecutive row blocks (dim-0 slices), which lets big tensors be
+    computed and written in pieces.
+    """
 
     def __init__(self, path: Path, tensors: list[PlannedTensor], metadata: dict[str, str]) -> None:
         self.path = path
         self._expected = list(tensors)
         self._next = 0
+        self._written = 0  # bytes of the current tensor written so far
         self._handle = path.open("wb")
         self._handle.write(encode_header(tensors, metadata))
 
-    def write(self, name: str, tensor: torch.Tensor) -> None:
+    def write(self, name: str, piece: torch.Tensor) -> None:
         planned = self._expected[self._next]
-        if name != planned.name or tuple(tensor.shape) != planned.shape or tensor.dtype != planned.dtype:
-            raise RuntimeError(f"writer got {name} {tuple(tensor.shape)} {tensor.dtype}, planned {planned}")
-        data = tensor.contiguous().reshape(-1).view(torch.uint8).numpy()
+        whole = tuple(piece.shape) == planned.shape
+        rows_match = piece.dim() == len(planned.shape) and tuple(piece.shape[1:]) == planned.shape[1:]
+        if name != planned.name or piece.dtype != planned.dtype or not (whole or rows_match):
+            raise RuntimeError(f"writer got {name} {tuple(piece.shape)} {piece.dtype}, planned {planned}")
+        data = piece.contiguous().reshape(-1).view(torch.uint8).numpy()
+        if self._written + data.nbytes > planned.nbytes:
+            raise RuntimeError(f"writer got more bytes than planned for {name}")
         self._handle.write(memoryview(data))
-        self._next += 1
+        self._written += data.nbytes
+        if self._written == planned.nbytes:
+            self._next += 1
+            self._written = 0
 
     @property
     def complete(self) -> bool:

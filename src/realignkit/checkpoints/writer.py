@@ -47,7 +47,7 @@ class StreamingModelWriter:
         self.total_bytes = sum(t.nbytes for t in tensors)
 
     def write(self, name: str, tensor: torch.Tensor) -> None:
-        """Write the next tensor; tensors must arrive in plan order."""
+        """Write the next tensor or its next row block; tensors must arrive in plan order."""
         index = self._shard_of[name]
         if index != self._current_index:
             self._close_current()

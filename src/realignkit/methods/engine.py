@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import collections
+import ctypes
+import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -45,6 +48,7 @@ class RepairOptions:
     allow_pickle: bool = False
     force: bool = False
     threads: int = 2  # worker threads overlapping reads and compute with writing
+    block_elements: int = 1 << 20  # elementwise methods process big tensors in row blocks of ~this many entries
     show_progress: bool = True
 
 
@@ -78,8 +82,19 @@ def _validate_weights(params: MethodParams, n_tuned: int) -> None:
         raise BadInputError(f"weights has {len(weights)} value(s) but {n_tuned} --tuned were given")
 
 
+def _return_freed_memory_to_os() -> None:
+    """Pin glibc's mmap threshold: by default it grows after big frees, so later tensor-sized buffers come from
+    the heap and stay resident after use, which lifts peak RSS well above the few tensors really alive."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
+    except (OSError, AttributeError):
+        pass
+
+
 class _Loader:
-    """Loads a plan row in fp32, reading the aligned tensor once and refusing NaN/Inf unless allowed."""
+    """Loads a plan row (or a row block of it) in fp32, reading aligned once; refuses NaN/Inf unless allowed."""
 
     def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool) -> None:
         self.aligned, self.tuned, self.unaligned = aligned, tuned, unaligned
@@ -91,24 +106,25 @@ class _Loader:
             raise BadInputError(f"--{role} tensor {name!r} contains NaN or Inf; pass --allow-nonfinite to proceed")
         return tensor
 
-    def __call__(self, row: TensorPlan) -> TensorBundle:
+    @staticmethod
+    def _read(source: Any, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
+        return source.get(name) if rows is None else source.get_rows(name, *rows)
+
+    def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None) -> TensorBundle:
         assert row.aligned_name is not None
-        aligned = self._checked(self.aligned.get(row.aligned_name), "aligned", row.aligned_name)
+        aligned = self._checked(self._read(self.aligned, row.aligned_name, rows), "aligned", row.aligned_name)
         tuned = []
         for source, name in zip(self.tuned, row.tuned_names, strict=True):
             if name is None:  # --allow-missing: this tuned model leaves the tensor unchanged
                 tuned.append(aligned)
             elif source.is_adapter:
-                tuned.append(self._checked(source.tuned_from_aligned(name, aligned), "tuned", name))
+                tuned.append(self._checked(source.tuned_from_aligned(name, aligned, rows), "tuned", name))
             else:
-                tuned.append(self._checked(source.get(name), "tuned", name))
+                tuned.append(self._checked(self._read(source, name, rows), "tuned", name))
         unaligned = None
         if self.unaligned is not None:
-            unaligned = (
-                self._checked(self.unaligned.get(row.unaligned_name), "unaligned", row.unaligned_name)
-                if row.unaligned_name is not None
-                else aligned
-            )
+            name = row.unaligned_name
+            unaligned = aligned if name is None else self._checked(self._read(self.unaligned, name, rows), "unaligned", name)
         return TensorBundle(aligned=aligned, tuned=tuned, unaligned=unaligned)
 
 
@@ -119,18 +135,38 @@ def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tenso
     return tensor.to(row.out_dtype) if tensor.dtype.is_floating_point else tensor
 
 
+@dataclass(frozen=True)
+class _WorkItem:
+    row: TensorPlan
+    rows: tuple[int, int] | None  # a row block of an elementwise method's big tensor, or None for all of it
+
+
+def _work_items(plan: list[TensorPlan], elementwise: bool, block_elements: int) -> list[_WorkItem]:
+    """Split big tensors into row blocks of about block_elements entries when the method allows it."""
+    items = []
+    for row in plan:
+        numel = math.prod(row.shape)
+        if row.passthrough or not elementwise or len(row.shape) == 0 or numel <= block_elements:
+            items.append(_WorkItem(row, None))
+            continue
+        per_row = max(1, numel // row.shape[0])
+        step = max(1, block_elements // per_row)
+        items.extend(_WorkItem(row, (start, min(start + step, row.shape[0]))) for start in range(0, row.shape[0], step))
+    return items
+
+
 def _stream(
-    plan: list[TensorPlan], compute: Callable[[TensorPlan], torch.Tensor], writer: StreamingModelWriter, opts
+    items: list[_WorkItem], compute: Callable[[_WorkItem], torch.Tensor], writer: StreamingModelWriter, opts
 ) -> None:
-    """Compute rows on worker threads (reads + torch ops release the GIL) and write them in order."""
-    window = max(1, opts.threads) + 1  # bounded look-ahead keeps memory at a few tensors
-    pending: collections.deque[tuple[TensorPlan, Future[torch.Tensor]]] = collections.deque()
-    rows = iter(plan)
+    """Compute items on worker threads (reads + torch ops release the GIL) and write them in order."""
+    window = max(1, opts.threads) + 1  # bounded look-ahead keeps memory at a few tensors (or row blocks)
+    pending: collections.deque[tuple[_WorkItem, Future[torch.Tensor]]] = collections.deque()
     pool = ThreadPoolExecutor(max_workers=max(1, opts.threads), thread_name_prefix="realignkit-repair")
-    bar = tqdm(total=len(plan), desc="repair", unit="tensor", disable=None if opts.show_progress else True, leave=False)
+    tensors = sum(item.rows is None or item.rows[1] == item.row.shape[0] for item in items)
+    bar = tqdm(total=tensors, desc="repair", unit="tensor", disable=None if opts.show_progress else True, leave=False)
     try:
-        for row in rows:
-            pending.append((row, pool.submit(compute, row)))
+        for item in items:
+            pending.append((item, pool.submit(compute, item)))
             if len(pending) >= window:
                 _write_next(pending, writer, bar)
         while pending:
@@ -146,20 +182,22 @@ def _stream(
 
 
 def _write_next(pending, writer: StreamingModelWriter, bar) -> None:
-    row, future = pending.popleft()
-    writer.write(row.out_name, future.result())
-    bar.update(1)
+    item, future = pending.popleft()
+    writer.write(item.row.out_name, future.result())
+    if item.rows is None or item.rows[1] == item.row.shape[0]:
+        bar.update(1)
 
 
 def _make_compute(spec: MethodSpec, params: MethodParams, state: Any, loader: _Loader, aligned, tuned):
-    def compute(row: TensorPlan) -> torch.Tensor:
+    def compute(item: _WorkItem) -> torch.Tensor:
+        row = item.row
         if row.passthrough:
             return _passthrough(row, aligned, tuned)
-        bundle = loader(row)
+        bundle = loader(row, item.rows)
         result = spec.fn(
             bundle.aligned, bundle.tuned, params, unaligned=bundle.unaligned, name=row.out_name, state=state
         )
-        if tuple(result.shape) != row.shape:
+        if tuple(result.shape) != tuple(bundle.aligned.shape):
             raise RuntimeError(f"method {spec.name} returned shape {tuple(result.shape)} for {row.out_name}")
         return result.to(row.out_dtype)
 
@@ -182,6 +220,7 @@ def run_repair(
     """Apply `method` and write a loadable model dir at `out` (whole or absent). BadInputError on bad input."""
     started = time.time()
     opts = options or RepairOptions()
+    _return_freed_memory_to_os()
     spec = get_method(method)
     parsed = spec.parse_params(dict(params or {}))
     unaligned = unaligned if unaligned is not None else base
@@ -227,7 +266,8 @@ def run_repair(
         with atomic_output_dir(out, force=opts.force) as tmp:
             copy_model_files(layout.path, tmp, dtype=out_dtype)
             writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
-            _stream(plan, compute, writer, opts)
+            items = _work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
+            _stream(items, compute, writer, opts)
             shard_files = writer.finish()
             extra = {
                 "method": spec.name,

@@ -18,7 +18,7 @@ class InterpolateParams(MethodParams):
     alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of tuned: 0 = aligned, 1 = tuned")
 
 
-@register_method("interpolate", params=InterpolateParams)
+@register_method("interpolate", params=InterpolateParams, elementwise=True)
 def interpolate(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],

@@ -29,6 +29,12 @@ For every output tensor name (the layout of the first full `tuned` model, or of 
 Tensors that exist only in ``tuned`` (a VLM's vision tower) and non-float tensors are copied unchanged;
 they never reach ``fn``.
 
+``elementwise=True`` (or a function ``params -> bool``) declares that each output entry depends only on the
+same entry of the inputs (interpolate, task arithmetic, RESTA without DARE). The engine may then call ``fn``
+on consecutive row blocks (dim-0 slices) of a big tensor instead of the whole tensor, which bounds memory;
+``name`` is still the full tensor name. Leave it False for anything that looks at a whole tensor (TIES'
+top-k, SLERP's angle, DARE's random mask, projections).
+
 ``needs`` names the roles a method requires: ``"aligned"`` (always available), ``"unaligned"``,
 ``"calibration"`` (a file given with ``--calibration``). A missing role is a ``BadInputError``.
 
@@ -90,6 +96,7 @@ class TensorFn(Protocol):
 
 
 PrepareFn = Callable[[Any, Any], Any]  # (RepairContext, params) -> state
+ElementwiseRule = bool | Callable[[Any], bool]  # fixed, or decided from the parsed params
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,11 @@ class MethodSpec:
     multi_tuned: bool
     prepare: PrepareFn | None
     summary: str
+    elementwise: ElementwiseRule = False
+
+    def is_elementwise(self, params: MethodParams) -> bool:
+        rule = self.elementwise
+        return bool(rule(params)) if callable(rule) else bool(rule)
 
     def parse_params(self, values: dict[str, Any]) -> MethodParams:
         """Validate user parameters; unknown keys get a did-you-mean, bad values a one-line reason."""
@@ -131,6 +143,7 @@ def register_method(
     needs: Sequence[str] = ("aligned",),
     multi_tuned: bool = False,
     prepare: PrepareFn | None = None,
+    elementwise: ElementwiseRule = False,
 ) -> Callable[[TensorFn], TensorFn]:
     """Decorator: register `fn` as the per-tensor function of method `name`."""
     unknown = set(needs) - set(KNOWN_ROLES)
@@ -149,6 +162,7 @@ def register_method(
             multi_tuned=multi_tuned,
             prepare=prepare,
             summary=doc[0] if doc else "",
+            elementwise=elementwise,
         )
         return fn
 

@@ -21,7 +21,12 @@ class RestaParams(MethodParams):
     seed: int = Field(0, ge=0, description="seed for the DARE drop")
 
 
-@register_method("resta", params=RestaParams, needs=("aligned", "unaligned"))
+@register_method(
+    "resta",
+    params=RestaParams,
+    needs=("aligned", "unaligned"),
+    elementwise=lambda params: params.dare_density is None,  # the DARE mask is drawn per whole tensor
+)
 def resta(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],

@@ -17,7 +17,7 @@ class TaskArithmeticParams(WeightedMergeParams):
     pass
 
 
-@register_method("task_arithmetic", params=TaskArithmeticParams, multi_tuned=True)
+@register_method("task_arithmetic", params=TaskArithmeticParams, multi_tuned=True, elementwise=True)
 def task_arithmetic(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],
