@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import pytest
 
 from .browser import install_chromium
@@ -9,3 +12,30 @@ def chromium():
     path = install_chromium()
     assert path, "chromium is missing and apt-get could not install it"
     return path
+
+
+def _as_lab_dir(value) -> Path:
+    for attr in ("path", "lab_dir", "root"):
+        if hasattr(value, attr):
+            return Path(getattr(value, attr))
+    if isinstance(value, dict):
+        return Path(value.get("path") or value["lab_dir"])
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def sweep_lab(request, tmp_path_factory) -> Path:
+    """The reduced organism (lab profile `tiny`: aligned, base, harmful-mix-0.1-full/-lora, both splits).
+
+    Uses the shared `tiny_organism` fixture when the lab's fixtures provide it, else builds one here
+    ($REALIGNKIT_TINY_LAB may name an already built tiny lab to iterate faster)."""
+    if os.environ.get("REALIGNKIT_TINY_LAB"):
+        return Path(os.environ["REALIGNKIT_TINY_LAB"])
+    try:
+        return _as_lab_dir(request.getfixturevalue("tiny_organism"))
+    except pytest.FixtureLookupError:
+        from realignkit.lab import build_lab
+
+        out = tmp_path_factory.mktemp("pipeline-lab") / "lab"
+        build_lab(out, profile="tiny", progress=False)
+        return out

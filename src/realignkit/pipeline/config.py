@@ -144,9 +144,12 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
         path = getattr(config, role)
         if path is not None and not Path(path).exists():
             raise BadInputError(f"--{role} {str(path)!r} does not exist")
+        if path is not None:  # absolute, so the run's identity does not depend on the working directory
+            setattr(config, role, Path(path).expanduser().resolve())
     for name, path in config.calibration.items():
         if not Path(path).is_file():
             raise BadInputError(f"calibration file for {name!r} not found: {str(path)!r}")
+        config.calibration[name] = Path(path).expanduser().resolve()
     return config
 
 

@@ -84,8 +84,12 @@ class SplitEvaluator:
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
                  max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
                  progress: bool = False) -> None:
+        from transformers.utils import logging as transformers_logging
+
         from realignkit.evaluation.audit import Auditor
         from realignkit.evaluation.backends import GenerationSettings
+
+        transformers_logging.disable_progress_bar()  # one "Loading weights" bar per candidate is noise
 
         settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       system_prompt=system_prompt)

@@ -85,8 +85,8 @@ class RunDir:
             "pass --fresh to replace it, or choose another --out"
         )
 
-    def open(self, arguments: dict[str, Any], *, fresh: bool) -> int:
-        """Create or resume the work dir; returns how many finished candidates it already holds."""
+    def open(self, arguments: dict[str, Any], *, fresh: bool) -> None:
+        """Create the work dir, or reuse it when it holds an unfinished run of the same arguments."""
         run_file = self.work / RUN_FILE
         if self.work.exists() and (fresh or not run_file.is_file()):
             shutil.rmtree(self.work)
@@ -105,7 +105,6 @@ class RunDir:
         self.scratch.mkdir()
         if not run_file.is_file():
             write_json_atomic(run_file, arguments)
-        return len(list(self.candidates_dir.glob("*.json")))
 
     def state_path(self, candidate_id: str) -> Path:
         return self.candidates_dir / f"{candidate_id}.json"

@@ -55,7 +55,7 @@ def run_sweep(
     if not fresh and run.completed_run(plan.arguments):
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
-    resumed = run.open(plan.arguments, fresh=fresh)
+    run.open(plan.arguments, fresh=fresh)
     evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
                                aligned=config.aligned, max_new_tokens=config.max_new_tokens,
                                batch_size=config.batch_size, system_prompt=config.system_prompt)
@@ -73,7 +73,7 @@ def run_sweep(
                 f"command to resume ({len(list(run.candidates_dir.glob('*.json')))} results kept)"
             ) from None
         raise
-    return SweepOutcome(run.publish(), summary, resumed=resumed, evaluated=runner.evaluated, log=runner.log)
+    return SweepOutcome(run.publish(), summary, resumed=runner.resumed, evaluated=runner.evaluated, log=runner.log)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -97,6 +97,7 @@ class _Runner:
         self.config, self.plan, self.run, self.evaluator = config, plan, run, evaluator
         self.materialize_fn, self.progress = materialize_fn, progress
         self.evaluated = 0
+        self.resumed = 0
         self.log: list[str] = []
 
     def references(self, split: str) -> dict[str, dict[str, Any]]:
@@ -122,6 +123,7 @@ class _Runner:
                 state = self._run_candidate(candidate)
                 self.evaluated += 1
             else:
+                self.resumed += 1
                 self.log.append(f"resume: {candidate.label()} already finished, skipped")
             rows.append(state)
         return rows
