@@ -96,7 +96,7 @@ def test_trained_threshold_mask_follows_the_formula(tmp_path, tiny_family, prefe
 
 
 def test_training_lowers_dpo_loss_end_to_end(tmp_path, tiny_family, preference_file):
-    result = run_repair("somf", {"steps": 40, "lr": 0.05}, tuned=[tiny_family["tuned"]],
+    result = run_repair("somf", {"steps": 25, "lr": 0.05}, tuned=[tiny_family["tuned"]],
                         aligned=tiny_family["aligned"], out=tmp_path / "out", calibration=preference_file,
                         options=QUIET)  # fmt: skip
     summary = result.extra["somf"]
