@@ -154,22 +154,18 @@ def _summary_entry(rows: int, cols: int, alpha: float) -> dict[str, int]:
     return {"pruned": rows * pruned_per_row(cols, alpha), "total": rows * cols}
 
 
-def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
-    """Collect Wanda statistics on the tuned model and plan which tensors are pruned how."""
-    from realignkit.calibration import (
-        STATS_FILENAME,
-        collect_input_norms,
-        load_prompt_response_jsonl,
-        save_input_norms,
-    )
+def _calibrate(
+    ctx: Any, params: AntidoteParams, is_lora: bool
+) -> tuple[list[str], dict[str, torch.Tensor], int, bool]:
+    """Run the calibration set through the tuned model: (target modules, input norms, examples, streamed)."""
+    from realignkit.calibration import collect_input_norms, load_prompt_response_jsonl
     from realignkit.calibration.models import load_calibration_model, load_tokenizer
 
-    started = time.time()
     examples = load_prompt_response_jsonl(ctx.calibration)
-    is_lora = bool(getattr(ctx.tuned[0], "is_adapter", False))
     tuned_path, aligned_path = ctx.paths["tuned"][0], ctx.paths.get("aligned")
+    dtype = getattr(torch, params.dtype)
     model, _ = load_calibration_model(
-        tuned_path, aligned_path if is_lora else None, dtype=getattr(torch, params.dtype), device="cpu"
+        tuned_path, aligned_path if is_lora else None, dtype=dtype, device="cpu"
     )
     tokenizer = load_tokenizer(tuned_path, aligned_path)
     modules = _select_modules(model, params, is_lora)
@@ -178,10 +174,26 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     if not stream:
         model.to(device)
     norms = collect_input_norms(
-        model, tokenizer, examples, _stat_names(modules, is_lora, params),
-        batch_size=params.batch_size, max_length=params.max_length, stream_layers=stream, device=device, progress=ctx.show_progress,
+        model, tokenizer, examples, _stat_names(modules, is_lora, params), batch_size=params.batch_size,
+        max_length=params.max_length, stream_layers=stream, device=device, progress=ctx.show_progress,
     )  # fmt: skip
-    del model
+    return modules, norms, len(examples), stream
+
+
+def _lora_action(
+    factors: Any, module: str, norms: dict[str, torch.Tensor], params: AntidoteParams
+) -> _TensorAction:
+    if params.lora_mode == "delta":
+        delta = lora_delta(factors.a, factors.b, factors.scaling, factors.transpose)
+        return _TensorAction("lora_delta", norm=norms[module], delta=delta)
+    a = antidote_prune(factors.a.float(), norms[f"{module}.lora_A"], params.alpha)  # [r, in]
+    b = antidote_prune(factors.b.float(), norms[f"{module}.lora_B"], params.alpha)  # [out, r]
+    return _TensorAction("lora_adapter", delta=lora_delta(a, b, factors.scaling, factors.transpose))
+
+
+def _plan_actions(ctx: Any, params: AntidoteParams, modules: list[str], norms: dict[str, torch.Tensor],
+                  is_lora: bool) -> tuple[AntidoteState, dict[str, Any]]:  # fmt: skip
+    """What the per-tensor pass does with each target, and the pruned-count summary for the manifest."""
     state = AntidoteState(norms=norms)
     rows = _plan_rows_by_weight(ctx, is_lora)
     summary: dict[str, Any] = {}
@@ -194,17 +206,23 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
             summary[module] = _summary_entry(*row.shape[:2], params.alpha)
             continue
         factors = ctx.tuned[0].lora_factors(row.aligned_name)
+        state.actions[row.out_name] = _lora_action(factors, module, norms, params)
         if params.lora_mode == "delta":
-            delta = lora_delta(factors.a, factors.b, factors.scaling, factors.transpose)
-            state.actions[row.out_name] = _TensorAction("lora_delta", norm=norms[module], delta=delta)
-            summary[module] = _summary_entry(*delta.shape, params.alpha)
-            continue
-        a = antidote_prune(factors.a.float(), norms[f"{module}.lora_A"], params.alpha)  # [r, in]
-        b = antidote_prune(factors.b.float(), norms[f"{module}.lora_B"], params.alpha)  # [out, r]
-        delta = lora_delta(a, b, factors.scaling, factors.transpose)
-        state.actions[row.out_name] = _TensorAction("lora_adapter", delta=delta)
-        summary[f"{module}.lora_A"] = _summary_entry(*factors.a.shape, params.alpha)
-        summary[f"{module}.lora_B"] = _summary_entry(*factors.b.shape, params.alpha)
+            summary[module] = _summary_entry(*row.shape[:2], params.alpha)
+        else:
+            summary[f"{module}.lora_A"] = _summary_entry(*factors.a.shape, params.alpha)
+            summary[f"{module}.lora_B"] = _summary_entry(*factors.b.shape, params.alpha)
+    return state, summary
+
+
+def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
+    """Collect Wanda statistics on the tuned model and plan which tensors are pruned how."""
+    from realignkit.calibration import STATS_FILENAME, save_input_norms
+
+    started = time.time()
+    is_lora = bool(getattr(ctx.tuned[0], "is_adapter", False))
+    modules, norms, n_examples, stream = _calibrate(ctx, params, is_lora)
+    state, summary = _plan_actions(ctx, params, modules, norms, is_lora)
     # The engine writes extra files into the atomic output dir through `add_output_file`, when it offers it.
     add_output_file = getattr(ctx, "add_output_file", None)
     if add_output_file is not None:
@@ -212,7 +230,7 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     ctx.manifest_extra["antidote"] = {
         "alpha": params.alpha,
         "mode": ("lora_" + params.lora_mode) if is_lora else "full",
-        "calibration_examples": len(examples),
+        "calibration_examples": n_examples,
         "stream_layers": stream,
         "stats_file": STATS_FILENAME if add_output_file is not None else None,
         "pruned_total": sum(entry["pruned"] for entry in summary.values()),

@@ -138,15 +138,40 @@ def _masked_weight(ctx: Any, row: Any, module: str, use_factors: bool, device: s
     )
 
 
+def _build_targets(
+    ctx: Any, params: SomfParams, model: Any, device: str
+) -> tuple[list[Any], dict[str, str], bool]:
+    """(MaskedWeight per target, aligned name -> output name, LoRA-factor mode?)."""
+    from realignkit.calibration import select_targets
+
+    use_factors = params.lora_mask == "factors" and all(getattr(s, "is_adapter", False) for s in ctx.tuned)
+    candidates = _candidate_modules(model, ctx, use_factors)
+    modules = select_targets(candidates, params.targets) if params.targets else candidates
+    rows = {row.aligned_name: row for row in ctx.plan if row.aligned_name and not row.passthrough}
+    missing = [m for m in modules if f"{m}.weight" not in rows]
+    if missing:
+        raise BadInputError(f"cannot find the checkpoint tensor of SOMF target {missing[0]!r}")
+    targets = [_masked_weight(ctx, rows[f"{m}.weight"], m, use_factors, device) for m in modules]
+    return targets, {name: row.out_name for name, row in rows.items()}, use_factors
+
+
+def _reference(model: Any, data: Any, params: SomfParams, device: str) -> torch.Tensor:
+    from realignkit.calibration.mask_training import reference_logprobs
+
+    try:
+        return reference_logprobs(model, data, params.batch_size, torch.device(device))
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise BadInputError(f"the SOMF forward pass failed on this model: {exc}") from exc
+
+
 def prepare_somf(ctx: Any, params: SomfParams) -> SomfState:
     """Train the shared Concrete mask with DPO and fuse every targeted tensor."""
-    from realignkit.calibration import load_preference_jsonl, select_targets
+    from realignkit.calibration import load_preference_jsonl
     from realignkit.calibration.mask_training import (
         MaskTrainingConfig,
         PreferenceData,
         deterministic_mask,
         evaluate_dpo_loss,
-        reference_logprobs,
         train_concrete_mask,
     )
     from realignkit.calibration.models import load_causal_lm, load_tokenizer
@@ -156,23 +181,13 @@ def prepare_somf(ctx: Any, params: SomfParams) -> SomfState:
     device = _device(params)
     model = load_causal_lm(ctx.paths["aligned"], dtype=getattr(torch, params.dtype), device=device)
     tokenizer = load_tokenizer(ctx.paths["aligned"], *ctx.paths["tuned"])
-    use_factors = params.lora_mask == "factors" and all(getattr(s, "is_adapter", False) for s in ctx.tuned)
-    candidates = _candidate_modules(model, ctx, use_factors)
-    modules = select_targets(candidates, params.targets) if params.targets else candidates
-    rows = {row.aligned_name: row for row in ctx.plan if row.aligned_name and not row.passthrough}
-    missing = [m for m in modules if f"{m}.weight" not in rows]
-    if missing:
-        raise BadInputError(f"cannot find the checkpoint tensor of SOMF target {missing[0]!r}")
-    targets = [_masked_weight(ctx, rows[f"{m}.weight"], m, use_factors, device) for m in modules]
+    targets, out_names, use_factors = _build_targets(ctx, params, model, device)
     merge = build_merge(params, len(ctx.tuned))
     data = PreferenceData(tokenizer, pairs, params.max_length)
+    reference = _reference(model, data, params, device)
     config = MaskTrainingConfig(params.steps, params.lr, params.temperature, params.beta,
                                 params.batch_size, params.max_length, params.seed)  # fmt: skip
-    try:
-        reference = reference_logprobs(model, data, params.batch_size, torch.device(device))
-    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
-        raise BadInputError(f"the SOMF forward pass failed on this model: {exc}") from exc
-    ones = {k: torch.ones_like(v) for k, v in _zero_logits(targets, device).items()}
+    ones = {k: torch.ones_like(v) for k, v in _zero_logits(targets, device).items()}  # m = 1: plain τ
     loss_unmasked = evaluate_dpo_loss(
         model, data, targets, ones, merge, beta=params.beta, reference=reference
     )
@@ -182,10 +197,9 @@ def prepare_somf(ctx: Any, params: SomfParams) -> SomfState:
     final = {k: deterministic_mask(v, params.final_mask) for k, v in result.logits.items()}
     loss_final = evaluate_dpo_loss(model, data, targets, final, merge, beta=params.beta, reference=reference)
     state = SomfState(merge=merge)
-    by_param = {row.aligned_name: row.out_name for row in rows.values()}
     with torch.no_grad():
         for target in targets:
-            state.deltas[by_param[target.param_name]] = target.delta(final, merge).cpu()
+            state.deltas[out_names[target.param_name]] = target.delta(final, merge).cpu()
     _record(ctx, params, targets, result, final, loss_unmasked, loss_final, len(pairs), use_factors, started)
     return state
 
