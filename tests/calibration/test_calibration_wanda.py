@@ -103,3 +103,15 @@ def test_model_the_calibration_cannot_load(tmp_path):
 def test_lora_without_aligned(tiny_lora_dir):
     with pytest.raises(BadInputError, match="needs --aligned"):
         load_calibration_model(tiny_lora_dir, None)
+
+
+def test_model_the_calibration_cannot_run_on(model_and_tokenizer):
+    """A model whose vocabulary is smaller than the tokenizer's: the forward pass fails, reported as bad input."""
+    from transformers import LlamaForCausalLM
+
+    from fixtures.models import tiny_llama_config
+
+    _, tokenizer = model_and_tokenizer
+    small = LlamaForCausalLM(tiny_llama_config(vocab_size=8)).eval()
+    with pytest.raises(BadInputError, match="calibration forward pass failed"):
+        collect_input_norms(small, tokenizer, EXAMPLES, ["model.layers.0.self_attn.q_proj"])
