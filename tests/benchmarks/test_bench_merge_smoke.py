@@ -139,3 +139,30 @@ def test_reference_ties_marks_a_zero_weighted_sum_as_ambiguous():
     merged, ambiguous = bench_merge.reference_ties(aligned, tuned, recipe)
     assert ambiguous.tolist() == [True, False]  # 0.5·1 + 0.5·(−1) = 0: the elected sign is a convention
     assert merged.tolist() == [1.0, 2.0]
+
+
+def test_benchmark_loop_runs_realignkit_and_checks_it_against_the_reference(tmp_path, capsys):
+    out = tmp_path / "out"
+    # One method keeps it short (each run starts a CLI process); TIES exercises the most checking code.
+    argv = [
+        "--preset",
+        "tiny",
+        "--tools",
+        "realignkit",
+        "--methods",
+        "ties",
+        "--runs",
+        "1",
+        "--out",
+        str(out),
+    ]
+    assert bench_merge.main(argv) == 0
+    report = json.loads((out / "bench_merge.json").read_text())
+    for method in ("ties",):
+        stats = report["results"][method]["tools"]["realignkit"]
+        assert len(stats["runs"]) == 1 and stats["median_wall_s"] > 0 and stats["median_peak_rss_mib"] > 50
+        check = report["results"][method]["agreement"]["realignkit_vs_reference"]
+        assert check["entries"] > 0 and check["wrong"] == 0, check["summary"]
+        merged = out / "merged" / f"{method}-realignkit"
+        assert (merged / "config.json").is_file() and (merged / "tokenizer.json").is_file()
+    assert "ties    realignkit" in capsys.readouterr().out
