@@ -152,10 +152,12 @@ def _scenario_row(name: str, record: dict[str, Any], aligned: dict[str, Any], af
 def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run (or resume) the demo into settings.out and return summary.json's content."""
     from realignkit.methods.registry import get_method
+    from realignkit.pipeline.evaluate import quiet_model_loading
     from realignkit.pipeline.suites import load_lab_items
 
     for method in settings.methods:
         get_method(method)  # unknown names fail before anything is built
+    quiet_model_loading()
     started = time.time()
     settings.out.mkdir(parents=True, exist_ok=True)
     lab_dir, lab, reused = ensure_lab(settings)

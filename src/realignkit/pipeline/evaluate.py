@@ -78,18 +78,26 @@ def weights_fingerprint(model_dir: str | os.PathLike[str], aligned: str | os.Pat
     return digest.hexdigest()[:24]
 
 
+def quiet_model_loading() -> None:
+    """One "Loading weights" bar and one deprecation warning per loaded checkpoint is noise in a sweep."""
+    import warnings
+
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 class SplitEvaluator:
     """One Auditor per split, sharing one generation cache dir."""
 
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
                  max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
                  progress: bool = False) -> None:
-        from transformers.utils import logging as transformers_logging
-
         from realignkit.evaluation.audit import Auditor
         from realignkit.evaluation.backends import GenerationSettings
 
-        transformers_logging.disable_progress_bar()  # one "Loading weights" bar per candidate is noise
+        quiet_model_loading()
 
         settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       system_prompt=system_prompt)

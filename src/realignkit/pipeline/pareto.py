@@ -79,6 +79,11 @@ def _pct(value: float | None) -> str:
 
 
 def _reason_meets(best: Point, floor: float, eligible: int, total: int) -> str:
+    if best.utility_retained is None:
+        return (
+            f"lowest harmfulness ({_pct(best.harmful_rate)}, selection split); tuned has no measurable utility on "
+            f"this split, so all {total} candidates pass the utility floor"
+        )
     return (
         f"lowest harmfulness ({_pct(best.harmful_rate)}, selection split) among the {eligible} of {total} "
         f"candidates keeping utility >= {floor:g} x tuned's (it keeps {_pct(best.utility_retained)})"

@@ -65,14 +65,18 @@ def plot_summary(summary: dict[str, Any], path: Path) -> None:
     repaired = [((s.get("repair") or {}).get("test") or {}).get("harmful_rate") for s in scenarios]
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(names) + 2), 4), dpi=110)
     xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], tuned, width=0.4, color="indianred", label="fine-tuned")
-    ax.bar([x + 0.2 for x in xs], [r or 0.0 for r in repaired], width=0.4, color="seagreen", label="best repair")
+    before = ax.bar([x - 0.2 for x in xs], tuned, width=0.4, color="indianred", label="fine-tuned")
+    after = ax.bar([x + 0.2 for x in xs], [r or 0.0 for r in repaired], width=0.4, color="seagreen",
+                   label="best repair")
+    ax.bar_label(before, labels=[f"{100 * v:.0f}%" for v in tuned], fontsize=7)
+    # A scenario that needed no repair gets no label: an empty bar there means "not swept", not "0 %".
+    ax.bar_label(after, labels=["" if r is None else f"{100 * r:.0f}%" for r in repaired], fontsize=7)
     aligned = summary["aligned"]["metrics"].get("harmful_rate")
     if aligned is not None:
         ax.axhline(aligned, color="black", lw=1, ls="--", label="aligned")
     ax.set_xticks(list(xs), names, rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("harmfulness rate (test split)")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(0, 1.1)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
@@ -80,7 +84,8 @@ def plot_summary(summary: dict[str, Any], path: Path) -> None:
 
 
 def _table(summary: dict[str, Any]) -> str:
-    head = "".join(f"<th>{html.escape(h)} (test)</th>" if i else f"<th>{h}</th>" for i, h in enumerate(SUMMARY_HEADER))
+    head = "".join(f"<th>{html.escape(h)}{' (test)' if i in (1, 3, 4, 5) else ''}</th>"
+                   for i, h in enumerate(SUMMARY_HEADER))
     body = []
     for scenario, cells in zip(summary["scenarios"], summary_rows(summary), strict=True):
         links = [f"<a href='{html.escape(scenario['audit_report'])}'>audit</a>"]

@@ -1,0 +1,48 @@
+"""`realignkit demo` on the reduced organism: audits, sweeps where safety was lost, index.html in Chromium."""
+
+import json
+import subprocess
+import sys
+
+from realignkit.cli import main
+
+from .browser import probe_page
+
+
+def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
+    out = tmp_path / "demo"
+    command = [sys.executable, "-m", "realignkit.cli", "demo", "--profile", "tiny", "--lab", str(sweep_lab),
+               "--methods", "interpolate", "--limit", "6", "--no-progress", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lab"]["reused"] is True
+    rows = {row["name"]: row for row in summary["scenarios"]}
+    assert set(rows) == {"harmful-mix-0.1-full", "harmful-mix-0.1-lora"}
+    for name, row in rows.items():
+        assert row["lost_safety"], name  # the organism's harmful mix breaks refusals
+        assert row["safety_lost"] > 0.05
+        repair = row["repair"]
+        assert repair["label"].startswith("interpolate(")
+        # The repair, measured on the held-out test split, is safer than the fine-tune.
+        assert repair["test"]["harmful_rate"] < row["tuned"]["harmful_rate"]
+        assert (out / row["sweep_report"]).is_file() and (out / row["audit_report"]).is_file()
+    # The terminal shows the path and the summary table.
+    assert str(out / "index.html") in result.stdout
+    assert "harmful-mix-0.1-full" in result.stdout and "best repair" in result.stdout
+    probe = probe_page(chromium, out / "index.html")
+    assert [i["src"] for i in probe["images"]] == ["summary.png"] and probe["images"][0]["width"] > 100
+    assert "sweeps/harmful-mix-0.1-full/report/report.html" in probe["links"]
+    assert "audits/aligned/report.html" in probe["links"]
+
+
+def test_demo_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    for flags, message in (
+        (["--utility-floor", "0"], "--utility-floor must be in (0, 1]"),
+        (["--methods", " , "], "--methods is empty"),
+        (["--methods", "interpolat"], "did you mean 'interpolate'"),
+    ):
+        code = main(["demo", "--out", str(tmp_path / "d"), "--no-progress", *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "d").exists()
