@@ -42,16 +42,17 @@ def test_scan_matches_an_independent_restore(tiny_family, harmful_suite, tmp_pat
     scan = run_scan(tiny_family["aligned"], tiny_family["tuned"], [str(harmful_suite)], out, judge=WordJudge(),
                     settings=SETTINGS, use_cache=False, progress=False)
     assert sorted(p.name for p in out.iterdir()) == ["realignkit.json", "scan.html", "scan.json", "scan.png"]
-    assert [row["layer"] for row in scan["layers"]] == [0, 1]
+    assert [row["layer"] for row in scan["layers"]] == [0, 1, "lm_head", "model.embed_tokens", "model.norm"]
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_family["tuned"]))
     aligned = AutoModelForCausalLM.from_pretrained(str(tiny_family["aligned"])).state_dict()
     auditor = Auditor(load_suites([str(harmful_suite)], limit=40), judge=WordJudge(), settings=SETTINGS,
                       use_cache=False)
     for row in scan["layers"]:
         model = AutoModelForCausalLM.from_pretrained(str(tiny_family["tuned"]))
+        prefix = f"model.layers.{row['layer']}." if isinstance(row["layer"], int) else f"{row['layer']}."
         with torch.no_grad():
             for name, tensor in model.state_dict().items():
-                if f"layers.{row['layer']}." in name:
+                if name.startswith(prefix):
                     tensor.copy_(aligned[name])
         expected = auditor.results(auditor.run_model(model, tokenizer))["overall"]["harmful_rate"]
         assert row["harmful_rate"] == pytest.approx(expected)

@@ -37,6 +37,15 @@ def layer_parameters(state_names: Sequence[str]) -> dict[int, list[str]]:
     return dict(sorted(layers.items()))
 
 
+def other_groups(state_names: Sequence[str]) -> dict[str, list[str]]:
+    """Tensors outside the decoder layers, grouped by module (embed_tokens, final norm, lm_head, ...)."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in state_names:
+        if not _LAYER.search(name):
+            groups[name.rsplit(".", 1)[0]].append(name)
+    return dict(sorted(groups.items()))
+
+
 def _headline(results: dict[str, Any]) -> dict[str, float | None]:
     overall = results["overall"]
     return {key: overall.get(key) for key in ("harmful_rate", "over_refusal_rate", "utility_accuracy")}
@@ -54,10 +63,15 @@ def scan_layers(
     cache_dir: str | Path | None = None,
     use_cache: bool = True,
     layers: Sequence[int] | None = None,
+    include_other: bool = True,
     allow_pickle: bool = False,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Audit tuned, aligned and tuned-with-layer-L-restored for every layer L; returns the scan dict."""
+    """Audit tuned, aligned and tuned-with-layer-L-restored for every layer L; returns the scan dict.
+
+    With include_other, the tensors outside the decoder layers (embeddings, final norm, lm_head) are restored
+    one group at a time too, since a fine-tune's safety loss can sit there as well.
+    """
     items = load_suites(list(suites), limit=limit, seed=seed)
     auditor = Auditor(items, judge=judge, settings=settings, cache_dir=cache_dir, use_cache=use_cache)
     aligned_model, tokenizer = load_model_for_audit(aligned, allow_pickle=allow_pickle, device="cpu")
@@ -81,10 +95,13 @@ def scan_layers(
         "aligned": _headline(auditor.results(auditor.run_model(aligned_model, tokenizer, name="aligned",
                                                                fingerprint=aligned_fp))),
     }
+    groups: dict[int | str, list[str]] = {layer: by_layer[layer] for layer in chosen}
+    if include_other:
+        groups.update(other_groups(list(tuned_state)))
     rows = []
-    for layer in tqdm(chosen, desc="restore layer", disable=not progress):
-        rows.append({"layer": layer, **_restored_layer(auditor, tuned_model, tokenizer, aligned_state,
-                                                          by_layer[layer], f"{tuned_fp}+restore{layer}:{aligned_fp}")})
+    for group, names in tqdm(groups.items(), desc="restore layer", disable=not progress):
+        rows.append({"layer": group, **_restored_layer(auditor, tuned_model, tokenizer, aligned_state, names,
+                                                          f"{tuned_fp}+restore{group}:{aligned_fp}")})
     tuned_harm = reference["tuned"]["harmful_rate"]
     for row in rows:
         row["harm_recovered"] = None if tuned_harm is None or row["harmful_rate"] is None else tuned_harm - row[
@@ -125,7 +142,7 @@ def scan_plot_png(scan: dict[str, Any]) -> bytes:
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    layers = [row["layer"] for row in scan["layers"]]
+    layers = [str(row["layer"]) for row in scan["layers"]]
     recovered = [row["harm_recovered"] or 0.0 for row in scan["layers"]]
     tuned, aligned = scan["reference"]["tuned"], scan["reference"]["aligned"]
     fig, ax = plt.subplots(figsize=(max(5.0, 0.4 * len(layers) + 2), 3.5), dpi=100)
@@ -133,7 +150,8 @@ def scan_plot_png(scan: dict[str, Any]) -> bytes:
     if tuned["harmful_rate"] is not None and aligned["harmful_rate"] is not None:
         ax.axhline(tuned["harmful_rate"] - aligned["harmful_rate"], color="#d0584d", linestyle="--",
                    label="full gap (tuned - aligned)")
-    ax.set_xlabel("layer restored from aligned")
+    ax.set_xlabel("layer (or module) restored from aligned")
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     ax.set_ylabel("harmful rate decrease")
     ax.set_title("restore-one-layer scan", fontsize=10)
     ax.legend(fontsize=8)
