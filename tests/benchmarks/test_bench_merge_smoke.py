@@ -18,6 +18,7 @@ BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 sys.path.insert(0, str(BENCH_DIR))
 
 import _common  # noqa: E402
+import _merge_reference  # noqa: E402
 import bench_merge  # noqa: E402
 
 TINY = bench_merge.SPECS["tiny"]
@@ -78,7 +79,7 @@ def test_reference_ties_matches_hand_computed_values():
     aligned = torch.zeros(4)
     tuned = [torch.tensor([3.0, -1.0, 2.0, 0.5]), torch.tensor([-1.0, -4.0, 2.0, 0.1])]
     recipe = {"density": 0.5, "scale": 1.0, "weights": [0.5, 0.5]}
-    merged, ambiguous = bench_merge.reference_ties(aligned, tuned, recipe)
+    merged, ambiguous = _merge_reference.reference_ties(aligned, tuned, recipe)
     # trim to 2 of 4: τ1 -> [3, 0, 2, 0], τ2 -> [0, -4, 2, 0]; weighted sums elect [+, -, +, +];
     # disjoint means over agreeing weights: [1.5/0.5, -2/0.5, (1+1)/1, 0]
     assert torch.equal(merged, torch.tensor([3.0, -4.0, 2.0, 0.0]))
@@ -86,20 +87,20 @@ def test_reference_ties_matches_hand_computed_values():
 
 
 def test_reference_check_flags_a_wrong_merge_and_accepts_a_right_one(tiny_models, tmp_path):
-    names = bench_merge.reference_names(TINY)
+    names = _merge_reference.reference_names(TINY)
     inputs = {role: _common.safetensors_locations(p) for role, p in tiny_models.items()}
     recipe = bench_merge.RECIPES["task_arithmetic"]
     right, wrong = {}, {}
     for name in names:
         aligned = _common.load_tensor(inputs["aligned"], name).float()
         tuned = [_common.load_tensor(inputs[r], name).float() for r in ("tuned1", "tuned2")]
-        right[name] = bench_merge.reference_task_arithmetic(aligned, tuned, recipe).to(torch.bfloat16)
+        right[name] = _merge_reference.reference_task_arithmetic(aligned, tuned, recipe).to(torch.bfloat16)
         wrong[name] = tuned[0].to(torch.bfloat16)  # "forgot" the second task vector
     for tool, tensors in (("right", right), ("wrong", wrong)):
         (tmp_path / tool).mkdir()
         save_file(tensors, str(tmp_path / tool / "model.safetensors"))
-    report = bench_merge.reference_check(
-        "task_arithmetic", TINY, tiny_models, {t: tmp_path / t for t in ("right", "wrong")}
+    report = _merge_reference.reference_check(
+        "task_arithmetic", recipe, TINY, tiny_models, {t: tmp_path / t for t in ("right", "wrong")}
     )
     assert report["right"]["wrong"] == 0 and report["right"]["entries"] > 0
     assert report["wrong"]["wrong"] > report["wrong"]["entries"] // 2
@@ -126,7 +127,7 @@ def test_reference_ties_marks_only_ties_that_cross_the_cut_as_ambiguous():
     aligned = torch.zeros(4)
     tuned = [torch.tensor([2.0, -2.0, 2.0, 0.5]), torch.tensor([0.0, 0.0, 0.0, 1.0])]
     recipe = {"density": 0.5, "scale": 1.0, "weights": [0.5, 0.5]}
-    _, ambiguous = bench_merge.reference_ties(aligned, tuned, recipe)
+    _, ambiguous = _merge_reference.reference_ties(aligned, tuned, recipe)
     # τ1 keeps 2 of three entries with |τ| = 2: which two is arbitrary; τ2 keeps [0, 0, 0, 1] unambiguously
     # (its second-largest magnitude is 0, and zeros add nothing whichever are kept).
     assert ambiguous.tolist() == [True, True, True, False]
@@ -136,7 +137,7 @@ def test_reference_ties_marks_a_zero_weighted_sum_as_ambiguous():
     aligned = torch.zeros(2)
     tuned = [torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 1.0])]
     recipe = {"density": 1.0, "scale": 1.0, "weights": [0.5, 0.5]}
-    merged, ambiguous = bench_merge.reference_ties(aligned, tuned, recipe)
+    merged, ambiguous = _merge_reference.reference_ties(aligned, tuned, recipe)
     assert ambiguous.tolist() == [True, False]  # 0.5·1 + 0.5·(−1) = 0: the elected sign is a convention
     assert merged.tolist() == [1.0, 2.0]
 
