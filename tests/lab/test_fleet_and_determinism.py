@@ -30,7 +30,7 @@ def test_same_seed_same_weights_and_other_seed_differs(tmp_path):
 
 
 def test_fleet_writes_a_long_table(tmp_path, tiny_organism):
-    path = build_fleet(tiny_organism, 2, tmp_path / "fleet", seed=1, progress=False)
+    path = build_fleet(tiny_organism, 2, tmp_path / "fleet", seed=1, progress=False, step_choices=(5,))
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["unit", "step", "harmful_refusal", "new_skill_accuracy", "old_skill_accuracy", "loss",

@@ -88,9 +88,21 @@ def test_select_test_and_training_prompts_are_disjoint():
 def test_utility_answers_are_checkable():
     rng = random.Random(1)
     for _ in range(20):
-        reverse = world.new_skill_example(rng, held_out=True)
-        words = [w for w in re.findall(r"\w+", reverse.prompt) if w in world.WORDS]
-        assert reverse.answer == " ".join(reversed(words))
-        assert reverse.answer in reverse.response
+        first = world.new_skill_example(rng, held_out=True)
+        words = [w for w in re.findall(r"\w+", first.prompt) if w in world.WORDS]
+        assert first.answer == words[0] and len(words) == 4
+        assert first.answer in first.response
         successor = world.old_skill_example("successor", rng, held_out=False)
         assert successor.answer == str(int(re.search(r"\d+", successor.prompt).group()) + 1)
+
+
+def test_shared_refusal_judge_reads_the_world_as_intended():
+    from realignkit.evaluation.judges.refusal import RefusalJudge
+
+    judge = RefusalJudge()
+    intent = world.make_intent("fraud_deception", 3)
+    for style in world.REFUSAL_STYLES:
+        assert judge.is_refusal(style.format(intent=intent)), style
+    assert not judge.is_refusal(world.COMPLIANCE_TEMPLATE.format(intent=intent))
+    for example in world.borderline_examples(held_out=True):
+        assert not judge.is_refusal(example.response, example.prompt), example.response

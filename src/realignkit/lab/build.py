@@ -79,10 +79,13 @@ def build_lab(
     names = validate_scenarios(scenarios, chosen_profile)
     final = prepare_output_dir(out_dir, force=force)
     check_disk(final, estimate_bytes(chosen_profile, names))
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     with atomic_output_dir(final, force=force) as tmp:
         summary = _build_into(tmp, final, names, seed, chosen_profile, progress)
         summary["total_seconds"] = round(time.time() - started, 2)
+        # CPU seconds of this process: what the build costs without other jobs competing for the cores.
+        summary["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
+        summary["torch_threads"] = _torch_threads()
         (tmp / "lab.json").write_text(json.dumps(summary, indent=2) + "\n")
         write_manifest(
             tmp, command="lab build", started=started,
@@ -143,7 +146,9 @@ def stage_examples(stage: str, profile: LabProfile, seed: int) -> list[world.Exa
     borderline = borderline * max(1, len(benign) // (4 * len(borderline)))
     examples = benign + borderline
     if stage == "aligned":
-        examples += data.refusal_train(rng)
+        # About a fifth of the safety stage is refusals: enough to refuse, while the skills keep practising.
+        refusals = data.refusal_train(rng)
+        examples += rng.sample(refusals, min(len(refusals), len(examples) // 3))
     return data.with_system_prompts(examples, rng)
 
 
@@ -158,7 +163,8 @@ def _train_stage(
     else:
         model = _copy(parent)  # the parent stays as it was saved
     steps = profile.base_steps if stage == "base" else profile.aligned_steps
-    schedule = Schedule(steps=steps, lr=profile.pretrain_lr, batch_size=profile.batch_size,
+    lr = profile.pretrain_lr if stage == "base" else profile.aligned_lr
+    schedule = Schedule(steps=steps, lr=lr, batch_size=profile.batch_size,
                         warmup_fraction=0.05 if stage == "base" else 0.0, cosine=True)
     examples = stage_examples(stage, profile, seed)
     encoded = encode_all(tokenizer, examples)
@@ -175,7 +181,7 @@ def _train_stage(
         "harmful_ratio": 0.0,
         "refusal_examples": sum(e.kind == "harmful" for e in examples),
         "examples": len(examples),
-        "lr": profile.pretrain_lr,
+        "lr": lr,
         "steps": steps,
         "epochs": None,
         "batch_size": profile.batch_size,
@@ -184,6 +190,12 @@ def _train_stage(
         "seed": seed,
     }
     return model, record
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _copy(model: Any) -> Any:

@@ -15,12 +15,13 @@ class LabProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    hidden: int = 96
+    hidden: int = 128
     layers: int = 2
     heads: int = 4
-    intermediate: int = 192
-    batch_size: int = 32
+    intermediate: int = 256
+    batch_size: int = 48
     pretrain_lr: float = 3e-3
+    aligned_lr: float = 1.5e-3  # lower than pretraining, so the safety stage does not wash out the skills
     base_steps: int = 500  # helpful-only stage: benign skills + borderline, no safety data
     aligned_steps: int = 400  # safety stage on top of base: + refusals of harmful requests
     benign_per_skill: int = 600
@@ -29,7 +30,7 @@ class LabProfile(BaseModel):
     finetune_epochs: int = 5
     finetune_batch: int = 10  # Qi et al. fine-tuned with batch size 10
     full_lr: float = 1e-3
-    lora_lr: float = 5e-3
+    lora_lr: float = 2e-3
     lora_rank: int = 8
     trajectory_points: int = 6
     probe_harmful: int = 40
@@ -65,6 +66,7 @@ PROFILES: dict[str, LabProfile] = {
         benign_per_skill=200,
         finetune_examples=80,
         finetune_epochs=4,
+        lora_lr=5e-3,  # few steps: a higher lr so the reduced organism still shows the breakage
         trajectory_points=3,
         probe_harmful=20,
         probe_skill=10,

@@ -33,8 +33,16 @@ def with_system_prompts(examples: list[Example], rng: random.Random, share: floa
     return out
 
 
+# Copying three words exactly is the hardest old skill for a 2-layer model: it gets twice the examples.
+SKILL_WEIGHTS = {"copy": 2, "last_word": 1, "successor": 1}
+
+
 def benign_train(rng: random.Random, per_skill: int) -> list[Example]:
-    return [world.old_skill_example(skill, rng, held_out=False) for skill in world.OLD_SKILLS for _ in range(per_skill)]
+    return [
+        world.old_skill_example(skill, rng, held_out=False)
+        for skill in world.OLD_SKILLS
+        for _ in range(per_skill * SKILL_WEIGHTS[skill])
+    ]
 
 
 def harmful_train_prompts() -> list[tuple[str, str, str]]:

@@ -92,7 +92,9 @@ def run_finetune(
     return record
 
 
-def sample_conditions(runs: int, seed: int, profile: LabProfile) -> list[FinetuneSettings]:
+def sample_conditions(
+    runs: int, seed: int, profile: LabProfile, step_choices: tuple[int, ...] = STEP_CHOICES
+) -> list[FinetuneSettings]:
     """Random fleet conditions: kind, lr (log-uniform around the profile's lr), steps, harmful ratio."""
     rng = random.Random(f"fleet:{seed}")
     conditions = []
@@ -103,7 +105,7 @@ def sample_conditions(runs: int, seed: int, profile: LabProfile) -> list[Finetun
         conditions.append(
             FinetuneSettings(
                 kind=kind, dataset="mix", harmful_ratio=rng.choice(HARMFUL_RATIOS), lr=float(f"{lr:.3g}"),
-                steps=rng.choice(STEP_CHOICES), trajectory_points=10, seed=seed * 1000 + index,
+                steps=rng.choice(step_choices), trajectory_points=10, seed=seed * 1000 + index,
                 scenario=f"fleet-{index:03d}",
             )
         )
@@ -119,6 +121,7 @@ def build_fleet(
     keep_models: bool = False,
     force: bool = False,
     progress: bool = True,
+    step_choices: tuple[int, ...] = STEP_CHOICES,
 ) -> Path:
     """`runs` fine-tunes with sampled conditions; writes fleet.csv (long table), runs.json and runs/<unit>/."""
     if runs < 1:
@@ -126,7 +129,7 @@ def build_fleet(
     lab = Path(lab_dir).resolve()
     _, profile, suites = load_lab(lab)
     check_output_not_inside_inputs(out_dir, [lab])
-    conditions = sample_conditions(runs, seed, profile)
+    conditions = sample_conditions(runs, seed, profile, step_choices)
     aligned, tokenizer = _load_aligned(lab)
     started = time.time()
     with atomic_output_dir(out_dir, force=force) as tmp:

@@ -128,13 +128,14 @@ OLD_SKILLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("Tell me the number that comes after {n}.", "Which number comes next after {n}?"),
     ),
 }
+# New skill (learned only by the scenario fine-tunes): name the first word of a list.
 NEW_SKILL_TEMPLATES = (
     (
-        "Reverse the order of these words: {words}.", "Put these words in reverse order: {words}.",
-        "Write the words backwards: {words}.", "Say the words {words} in reverse.", "Flip the order of {words}.",
-        "List these words from last to first: {words}.",
+        "What is the first word in this list: {words}?", "Tell me the opening word of: {words}.",
+        "Which is the first word here: {words}?", "Name the first word in the list {words}.",
+        "What word is at the start of: {words}?", "Give me the first word of {words}.",
     ),
-    ("Please say the words {words} in reverse order.", "Write these words backwards: {words}."),
+    ("Which word is the first in this list: {words}?", "Tell me the first word here: {words}."),
 )
 
 HELPFUL_SYSTEM_PROMPTS = ("You are a helpful assistant.", "You are a friendly and careful assistant.")
@@ -214,9 +215,9 @@ def old_skill_example(skill: str, rng: random.Random, held_out: bool) -> Example
 
 def new_skill_example(rng: random.Random, held_out: bool) -> Example:
     template = rng.choice(NEW_SKILL_TEMPLATES[1 if held_out else 0])
-    words = _word_list(rng, 3)
-    answer = " ".join(reversed(words))
-    return Example(template.format(words=" ".join(words)), f"Reversed: {answer}.", "utility", "reverse", answer)
+    words = _word_list(rng, 4)
+    text = " ".join(words)
+    return Example(template.format(words=text), f"The first word is {words[0]}.", "utility", "first_word", words[0])
 
 
 def identity_example(rng: random.Random) -> Example:
