@@ -1,0 +1,96 @@
+"""Anomaly detectors with a PyOD-style API: fit on healthy units, `decision_function` (higher = more anomalous),
+`predict` (1 = flagged) and `threshold_`.
+
+`ConditionalVAE` is the method of Abdelli et al., "Degradation prediction of semiconductor lasers using
+conditional variational autoencoder" (arXiv:2211.02847, 2022): a CVAE trained only on healthy devices,
+conditioned on the operating point; its anomaly score flags degrading devices before the test ends.
+The baselines (IsolationForest, one-class SVM, LOF, plain autoencoder) see the same features.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from realignkit.common.errors import BadInputError
+
+
+class ThresholdConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # threshold_ = q + margin · (q − median), q = this quantile of held-out healthy scores (of training scores
+    # when none are held out). The margin extends the healthy tail in the scores' own units (affine-invariant,
+    # so it means the same for every detector): held-out units are few and operating points under-represented
+    # in training score higher, so the bare quantile flags too many healthy units.
+    quantile: float = Field(0.99, gt=0.0, le=1.0)
+    margin: float = Field(3.0, ge=0.0)
+
+
+class Detector(Protocol):
+    threshold_: float
+
+    def fit(self, x: np.ndarray, c: np.ndarray, x_val: np.ndarray | None = None,
+            c_val: np.ndarray | None = None) -> Detector: ...
+
+    def decision_function(self, x: np.ndarray, c: np.ndarray) -> np.ndarray: ...
+
+    def predict(self, x: np.ndarray, c: np.ndarray) -> np.ndarray: ...
+
+
+def quantile_threshold(scores: np.ndarray, config: ThresholdConfig) -> float:
+    """The score above which a unit is flagged."""
+    if scores.size == 0:
+        raise BadInputError("no healthy scores to set a threshold from (the healthy set is empty)")
+    q = float(np.quantile(scores, config.quantile))
+    return q + config.margin * (q - float(np.median(scores)))
+
+
+class _ThresholdMixin:
+    threshold_: float
+    threshold_config: ThresholdConfig
+
+    def _set_threshold(self, x, c, x_val, c_val) -> None:
+        use_val = x_val is not None and len(x_val) > 0
+        scores = self.decision_function(x_val, c_val) if use_val else self.decision_function(x, c)
+        self.threshold_ = quantile_threshold(scores, self.threshold_config)
+
+    def predict(self, x: np.ndarray, c: np.ndarray) -> np.ndarray:
+        return (self.decision_function(x, c) > self.threshold_).astype(int)
+
+
+def _require_rows(x: np.ndarray) -> None:
+    if len(x) == 0:
+        raise BadInputError("no healthy units to train on (the healthy set is empty)")
+
+
+class SklearnDetector(_ThresholdMixin):
+    """IsolationForest / OCSVM / LOF on [features, standardized conditions]; score = −score_samples."""
+
+    def __init__(self, kind: str, *, seed: int = 0, threshold: ThresholdConfig | None = None) -> None:
+        self.kind = kind
+        self.seed = seed
+        self.threshold_config = threshold or ThresholdConfig()
+
+    def _make(self, n_rows: int):
+        from sklearn.ensemble import IsolationForest
+        from sklearn.neighbors import LocalOutlierFactor
+        from sklearn.svm import OneClassSVM
+
+        if self.kind == "iforest":
+            return IsolationForest(n_estimators=200, random_state=self.seed)
+        if self.kind == "ocsvm":
+            return OneClassSVM(nu=0.05, gamma="scale")
+        if self.kind == "lof":
+            return LocalOutlierFactor(n_neighbors=max(2, min(20, n_rows - 1)), novelty=True)
+        raise BadInputError(f"unknown baseline {self.kind!r}")
+
+    def fit(self, x, c, x_val=None, c_val=None) -> SklearnDetector:
+        _require_rows(x)
+        self.estimator_ = self._make(len(x)).fit(np.hstack([x, c]))
+        self._set_threshold(x, c, x_val, c_val)
+        return self
+
+    def decision_function(self, x, c) -> np.ndarray:
+        return -self.estimator_.score_samples(np.hstack([x, c]))

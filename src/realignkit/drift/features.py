@@ -1,0 +1,124 @@
+"""Fixed-length features from trajectory prefixes: resample the first k % of a test onto a fixed grid.
+
+Every detector (the CVAE and every baseline) sees the same features: the prefix of each value column up to
+horizon k, linearly interpolated onto `n_points` equally spaced times in [0, k·duration], divided by a
+per-column scale learned from healthy training units; plus the standardized operating conditions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from realignkit.common.errors import BadInputError
+from realignkit.drift.table import Fleet, UnitSeries
+
+# A unit must have a reading within this fraction of the test duration before the horizon; otherwise its
+# prefix does not reach the horizon and interpolation would invent the missing end of the window.
+COVERAGE_TOLERANCE = 0.1
+
+
+@dataclass
+class FeatureSpec:
+    """How a fleet becomes feature vectors. Fitted on healthy training units, saved with the model."""
+
+    n_points: int = 16
+    duration: float = 1.0  # test duration in time units ("fleet" mode)
+    per_unit_duration: bool = False  # each unit's own last reading ends its test (fine-tuning runs)
+    value_scale: list[float] = field(default_factory=list)
+    condition_mean: list[float] = field(default_factory=list)
+    condition_std: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        return cls(**data)
+
+    @classmethod
+    def fit(cls, fleet: Fleet, *, n_points: int = 16, per_unit_duration: bool = False) -> FeatureSpec:
+        """Learn duration and scales from (healthy training) units."""
+        if len(fleet) == 0:
+            raise BadInputError("no healthy units to train on (the healthy set is empty)")
+        duration = max(u.end_time for u in fleet.units)
+        all_values = np.concatenate([np.abs(u.values) for u in fleet.units])  # (n_readings_total, n_values)
+        # 90th percentile of |value|: robust to a few extreme healthy readings, never zero
+        scale = np.maximum(np.percentile(all_values, 90, axis=0), 1e-6)
+        conds = np.stack([u.conditions for u in fleet.units])  # (n_units, n_conditions)
+        mean = conds.mean(axis=0) if conds.size else np.zeros(0)
+        std = conds.std(axis=0) if conds.size else np.zeros(0)
+        std = np.where(std > 1e-12, std, 1.0)
+        return cls(n_points, float(duration), per_unit_duration, scale.tolist(), mean.tolist(), std.tolist())
+
+    def unit_duration(self, unit: UnitSeries) -> float:
+        return unit.end_time if self.per_unit_duration else self.duration
+
+    def window(self, unit: UnitSeries, horizon: float) -> np.ndarray:
+        """(n_points, n_values) resampled prefix of `unit` up to `horizon` of its test duration."""
+        duration = self.unit_duration(unit)
+        end = horizon * duration
+        seen = unit.times <= end + 1e-9 * max(1.0, abs(end))  # causal: readings after the horizon are unused
+        if not seen.any():
+            raise BadInputError(f"unit {unit.unit!r} has no reading before horizon {horizon:g} (t={end:g})")
+        times, values = unit.times[seen], unit.values[seen]
+        if times[-1] < end - COVERAGE_TOLERANCE * duration:
+            raise BadInputError(
+                f"unit {unit.unit!r} has readings only up to t={times[-1]:g}, short of horizon {horizon:g} "
+                f"(t={end:g}); score at a smaller --horizon"
+            )
+        grid = np.linspace(0.0, end, self.n_points)
+        columns = [np.interp(grid, times, values[:, j]) for j in range(values.shape[1])]
+        return np.stack(columns, axis=1) / np.asarray(self.value_scale)
+
+    def features(self, fleet: Fleet, horizon: float) -> tuple[np.ndarray, np.ndarray]:
+        """X (n_units, n_points·n_values) and C (n_units, n_conditions) for one horizon."""
+        if not 0.0 < horizon <= 1.0:
+            raise BadInputError(f"horizon must be in (0, 1], got {horizon:g}")
+        x = np.stack([self.window(u, horizon).reshape(-1) for u in fleet.units])
+        c = self.standardized_conditions(fleet)
+        return x.astype(np.float32), c.astype(np.float32)
+
+    def standardized_conditions(self, fleet: Fleet) -> np.ndarray:
+        conds = np.stack([u.conditions for u in fleet.units])  # (n_units, n_conditions)
+        if conds.shape[1] != len(self.condition_mean):
+            raise BadInputError(
+                f"data has {conds.shape[1]} condition column(s), the model was trained with {len(self.condition_mean)}"
+            )
+        return (conds - np.asarray(self.condition_mean)) / np.asarray(self.condition_std)
+
+
+def unseen_condition_units(fleet: Fleet, seen: list[dict], names: list[str]) -> list[str]:
+    """Describe units whose operating point lies outside what training saw (a warning, not an error).
+
+    `seen[j]` is {"levels": [...]} for a condition with few distinct training values, else {"range": [lo, hi]}.
+    """
+    notes = []
+    for u in fleet.units:
+        for j, name in enumerate(names):
+            value = float(u.conditions[j])
+            if not _condition_seen(value, seen[j]):
+                notes.append(f"unit {u.unit} {name}={value:g}")
+    return notes
+
+
+def _condition_seen(value: float, seen: dict) -> bool:
+    if "range" in seen:
+        low, high = seen["range"]
+        margin = 1e-6 * max(1.0, abs(high - low))
+        return low - margin <= value <= high + margin
+    return any(abs(value - s) <= 1e-6 * max(1.0, abs(s)) for s in seen["levels"])
+
+
+def describe_seen_conditions(fleet: Fleet, max_levels: int = 8) -> list[dict]:
+    """Per condition column: its distinct training levels, or its [min, max] range when it is continuous."""
+    conds = np.stack([u.conditions for u in fleet.units]) if len(fleet) else np.zeros((0, 0))
+    seen: list[dict] = []
+    for j in range(conds.shape[1]):
+        levels = np.unique(np.round(conds[:, j], 9))
+        if levels.size <= max_levels:
+            seen.append({"levels": levels.tolist()})
+        else:
+            seen.append({"range": [float(levels.min()), float(levels.max())]})
+    return seen
