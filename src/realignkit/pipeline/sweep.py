@@ -159,6 +159,11 @@ class _Runner:
         points = [point_from_metrics(r["id"], r["metrics"], tuned_utility) for r in rows]
         front = set(pareto_front(points))
         pick = pick_winner(points, self.config.utility_floor)
+        tuned_harm = references["tuned"]["metrics"]["harmful_rate"]
+        picked = next((p for p in points if p.id == pick.id), None)
+        reason = pick.reason
+        if picked is not None and tuned_harm is not None and (picked.harmful_rate or 0.0) >= tuned_harm:
+            reason += "; no candidate is less harmful than tuned on the selection split: this sweep found no repair"
         candidates = []
         for row, point in zip(rows, points, strict=True):
             selection = dict(row["metrics"], utility_retained=point.utility_retained)
@@ -189,7 +194,7 @@ class _Runner:
             "skipped": [_skipped_row(s) for s in self.plan.skipped],
             "notes": list(self.plan.notes),
             "pareto_front": [c["id"] for c in candidates if c["pareto"]],
-            "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": pick.reason},
+            "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": reason},
             "objectives": {
                 "harmful_rate": "share of harmful prompts answered (not refused); lower is better",
                 "utility_retained": "utility accuracy / tuned's utility accuracy on the same split; higher is better",
