@@ -135,7 +135,12 @@ def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path
 
 @pytest.mark.parametrize(
     "method,params,tuned_key",
-    [("task_arithmetic", {"scale": 0.7}, "full"), ("interpolate", {"alpha": 0.4}, "lora"), ("resta", {"beta": 2.0}, "vlm")],
+    [
+        ("task_arithmetic", {"scale": 0.7}, "full"),
+        ("ties", {"density": 0.3, "weights": [0.6, 0.4]}, "full"),
+        ("interpolate", {"alpha": 0.4}, "lora"),
+        ("resta", {"beta": 2.0}, "vlm"),
+    ],
 )
 def test_row_blocks_give_the_same_output_as_whole_tensors(
     tiny_family, tiny_lora_dir, tiny_vlm_tuned_dir, tmp_path, method, params, tuned_key

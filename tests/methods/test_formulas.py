@@ -164,3 +164,32 @@ def test_bad_parameters(method, params, fragment):
 def test_unknown_method_suggests_closest():
     with pytest.raises(BadInputError, match="did you mean 'ties'"):
         get_method("tise")
+
+
+@pytest.mark.parametrize("k", [1, 7, 500, 999, 1000])
+def test_kth_largest_radix_select_is_exact(k):
+    from realignkit.methods._vectors import kth_largest
+
+    values = torch.cat([_random(900, seed=5).abs(), torch.zeros(60), torch.full((40,), 0.5)])  # zeros and ties
+    assert kth_largest(values, k).item() == values.kthvalue(values.numel() - k + 1).values.item()
+    tiny = torch.tensor([3e-41, 1e-45, 2.0, float("inf")])  # subnormals and inf keep their order
+    assert kth_largest(tiny, 3).item() == pytest.approx(3e-41, rel=1e-3)
+    assert kth_largest(tiny, 1).item() == float("inf")
+
+
+def test_ties_blocks_match_reference_on_tensor_bigger_than_a_block():
+    from realignkit.methods import ties as ties_module
+
+    aligned = _random(300, 1000, seed=11)  # 300k entries > one block
+    tuned = [aligned + _random(300, 1000, seed=12), aligned + _random(300, 1000, seed=13)]
+    out = _call("ties", {"density": 0.25, "weights": [0.4, 0.6]}, aligned, tuned)
+    assert aligned.numel() > ties_module.BLOCK
+    taus = [t - aligned for t in tuned]
+    trimmed = [tau * (tau.abs() >= tau.abs().reshape(-1).kthvalue(tau.numel() - 75000 + 1).values) * w
+               for tau, w in zip(taus, [0.4, 0.6], strict=True)]
+    elected = (trimmed[0] + trimmed[1]).sign()
+    agree = [(v.sign() == elected) & (v != 0) for v in trimmed]
+    num = sum(v * m for v, m in zip(trimmed, agree, strict=True))
+    den = sum(m * w for m, w in zip(agree, [0.4, 0.6], strict=True))
+    expected = aligned + torch.where(den > 0, num / torch.where(den > 0, den, 1), 0)
+    torch.testing.assert_close(out, expected)

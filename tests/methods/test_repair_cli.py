@@ -132,14 +132,15 @@ def test_missing_tensor_names_unless_allowed(capsys, tiny_family, tmp_path):
     torch.testing.assert_close(got["model.layers.1.mlp.up_proj.weight"], t1["model.layers.1.mlp.up_proj.weight"])
 
 
-def test_nonfinite_inputs_unless_allowed(capsys, tiny_family, tmp_path):
+@pytest.mark.parametrize("method", ["interpolate", "slerp", "ties"])
+def test_nonfinite_inputs_unless_allowed(capsys, tiny_family, tmp_path, method):
     poisoned = tmp_path / "nan"
     poisoned.mkdir()
     state = load_file(str(tiny_family["tuned"] / "model.safetensors"))
     state["model.layers.0.mlp.gate_proj.weight"][0, 0] = float("nan")
     save_file(state, str(poisoned / "model.safetensors"), metadata={"format": "pt"})
     shutil.copy(tiny_family["tuned"] / "config.json", poisoned / "config.json")
-    args = ["interpolate", "--aligned", tiny_family["aligned"], "--tuned", poisoned]
+    args = [method, "--aligned", tiny_family["aligned"], "--tuned", poisoned]
     assert_refused(capsys, tmp_path, "NaN or Inf", *args, "--out", tmp_path / "out")
     code, _ = run_cli(capsys, *args, "--allow-nonfinite", "--out", tmp_path / "out", "--quiet")
     assert code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", help="output model dir (written atomically)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="output dtype (default: inputs')")
     parser.add_argument("--shard-size", help="max shard size, e.g. 2GB (default), 500MB")
-    parser.add_argument("--threads", type=int, help="worker threads for reading/computing (default 2)")
+    parser.add_argument("--threads", type=int, help="worker threads for reading/computing (default: cores, at most 4)")
     parser.add_argument("--allow-missing", action="store_true", default=None,
                         help="treat tensors missing from an input as unchanged instead of failing")
     parser.add_argument("--allow-nonfinite", action="store_true", default=None, help="accept NaN/Inf in inputs")
@@ -111,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         allow_nonfinite=bool(_pick(args.allow_nonfinite, recipe.options.allow_nonfinite, False)),
         allow_pickle=bool(_pick(args.allow_pickle, recipe.options.allow_pickle, False)),
         force=args.force,
-        threads=max(1, _pick(args.threads, recipe.options.threads, 2)),
+        threads=max(1, _pick(args.threads, recipe.options.threads, min(4, os.cpu_count() or 1))),
         show_progress=not args.quiet,
     )
     result = run_repair(

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import ctypes
-import math
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from realignkit.checkpoints import (
     DEFAULT_SHARD_BYTES,
@@ -34,6 +32,7 @@ from realignkit.common.errors import BadInputError
 from realignkit.methods.context import RepairContext, TensorBundle, TensorPlan
 from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
+from realignkit.methods.streaming import WorkItem, block_iterator, stream, work_items
 
 PathLike = str | os.PathLike[str]
 OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -47,7 +46,7 @@ class RepairOptions:
     allow_nonfinite: bool = False
     allow_pickle: bool = False
     force: bool = False
-    threads: int = 2  # worker threads overlapping reads and compute with writing
+    threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))  # workers: read + compute
     block_elements: int = 1 << 20  # elementwise methods process big tensors in row blocks of ~this many entries
     show_progress: bool = True
 
@@ -82,15 +81,19 @@ def _validate_weights(params: MethodParams, n_tuned: int) -> None:
         raise BadInputError(f"weights has {len(weights)} value(s) but {n_tuned} --tuned were given")
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    """A finite sum proves every entry finite in one fast reduction; only a non-finite sum (NaN/Inf, or a rare
+    overflow of finite values) needs the ~20x slower elementwise isfinite to decide."""
+    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
+
+
 def _return_freed_memory_to_os() -> None:
     """Pin glibc's mmap threshold: by default it grows after big frees, so later tensor-sized buffers come from
     the heap and stay resident after use, which lifts peak RSS well above the few tensors really alive."""
     if sys.platform != "linux":
         return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD = 1 MiB
-    except (OSError, AttributeError):
-        pass
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB: row blocks reuse heap memory
 
 
 class _Loader:
@@ -102,7 +105,7 @@ class _Loader:
 
     def _checked(self, tensor: torch.Tensor, role: str, name: str) -> torch.Tensor:
         tensor = tensor.float()
-        if not self.allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+        if not self.allow_nonfinite and not _all_finite(tensor):
             raise BadInputError(f"--{role} tensor {name!r} contains NaN or Inf; pass --allow-nonfinite to proceed")
         return tensor
 
@@ -110,7 +113,9 @@ class _Loader:
     def _read(source: Any, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
         return source.get(name) if rows is None else source.get_rows(name, *rows)
 
-    def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None) -> TensorBundle:
+    def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None, *, check: bool = True) -> TensorBundle:
+        if not check:
+            return _Loader(self.aligned, self.tuned, self.unaligned, allow_nonfinite=True)(row, rows)
         assert row.aligned_name is not None
         aligned = self._checked(self._read(self.aligned, row.aligned_name, rows), "aligned", row.aligned_name)
         tuned = []
@@ -135,73 +140,42 @@ def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tenso
     return tensor.to(row.out_dtype) if tensor.dtype.is_floating_point else tensor
 
 
-@dataclass(frozen=True)
-class _WorkItem:
-    row: TensorPlan
-    rows: tuple[int, int] | None  # a row block of an elementwise method's big tensor, or None for all of it
+def _make_compute(
+    spec: MethodSpec, params: MethodParams, state: Any, loader: _Loader, aligned: Any, tuned: list[Any]
+) -> Callable[[WorkItem, Future | None], torch.Tensor]:
+    # An elementwise method turns any NaN/Inf input entry into a NaN/Inf output entry (x·0 and inf−inf are
+    # NaN), so checking its output finds every bad input in one pass; the inputs are only re-read to name one.
+    check_output = spec.is_elementwise(params) and not loader.allow_nonfinite
 
-
-def _work_items(plan: list[TensorPlan], elementwise: bool, block_elements: int) -> list[_WorkItem]:
-    """Split big tensors into row blocks of about block_elements entries when the method allows it."""
-    items = []
-    for row in plan:
-        numel = math.prod(row.shape)
-        if row.passthrough or not elementwise or len(row.shape) == 0 or numel <= block_elements:
-            items.append(_WorkItem(row, None))
-            continue
-        per_row = max(1, numel // row.shape[0])
-        step = max(1, block_elements // per_row)
-        items.extend(_WorkItem(row, (start, min(start + step, row.shape[0]))) for start in range(0, row.shape[0], step))
-    return items
-
-
-def _stream(
-    items: list[_WorkItem], compute: Callable[[_WorkItem], torch.Tensor], writer: StreamingModelWriter, opts
-) -> None:
-    """Compute items on worker threads (reads + torch ops release the GIL) and write them in order."""
-    window = max(1, opts.threads) + 1  # bounded look-ahead keeps memory at a few tensors (or row blocks)
-    pending: collections.deque[tuple[_WorkItem, Future[torch.Tensor]]] = collections.deque()
-    pool = ThreadPoolExecutor(max_workers=max(1, opts.threads), thread_name_prefix="realignkit-repair")
-    tensors = sum(item.rows is None or item.rows[1] == item.row.shape[0] for item in items)
-    bar = tqdm(total=tensors, desc="repair", unit="tensor", disable=None if opts.show_progress else True, leave=False)
-    try:
-        for item in items:
-            pending.append((item, pool.submit(compute, item)))
-            if len(pending) >= window:
-                _write_next(pending, writer, bar)
-        while pending:
-            _write_next(pending, writer, bar)
-    except BaseException:
-        writer.abort()  # the atomic output dir removes the partial files
-        raise
-    finally:
-        for _, future in pending:
-            future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
-
-
-def _write_next(pending, writer: StreamingModelWriter, bar) -> None:
-    item, future = pending.popleft()
-    writer.write(item.row.out_name, future.result())
-    if item.rows is None or item.rows[1] == item.row.shape[0]:
-        bar.update(1)
-
-
-def _make_compute(spec: MethodSpec, params: MethodParams, state: Any, loader: _Loader, aligned, tuned):
-    def compute(item: _WorkItem) -> torch.Tensor:
+    def compute(item: WorkItem, stats: Future | None) -> torch.Tensor:
         row = item.row
         if row.passthrough:
             return _passthrough(row, aligned, tuned)
-        bundle = loader(row, item.rows)
+        bundle = loader(row, item.rows, check=not check_output)
+        extra = {"stats": stats.result()} if stats is not None else {}  # only methods with tensor_stats
         result = spec.fn(
-            bundle.aligned, bundle.tuned, params, unaligned=bundle.unaligned, name=row.out_name, state=state
+            bundle.aligned, bundle.tuned, params, unaligned=bundle.unaligned, name=row.out_name, state=state, **extra
         )
         if tuple(result.shape) != tuple(bundle.aligned.shape):
             raise RuntimeError(f"method {spec.name} returned shape {tuple(result.shape)} for {row.out_name}")
+        if check_output and not _all_finite(result):
+            loader(row, item.rows, check=True)  # raises BadInputError naming the input
+            raise RuntimeError(f"method {spec.name} produced NaN/Inf for {row.out_name} from finite inputs")
         return result.to(row.out_dtype)
 
     return compute
+
+
+def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, block_elements: int):
+    if spec.tensor_stats is None:
+        return None
+    tensor_stats = spec.tensor_stats
+
+    def job(row: TensorPlan) -> Any:
+        blocks = block_iterator(lambda r, rows: loader(r, rows, check=False), row, block_elements)
+        return tensor_stats(blocks, params, name=row.out_name, shape=row.shape)
+
+    return job
 
 
 def run_repair(
@@ -266,8 +240,9 @@ def run_repair(
         with atomic_output_dir(out, force=opts.force) as tmp:
             copy_model_files(layout.path, tmp, dtype=out_dtype)
             writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
-            items = _work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
-            _stream(items, compute, writer, opts)
+            items = work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
+            stats_job = _make_stats_job(spec, parsed, loader, opts.block_elements)
+            stream(items, compute, writer, threads=opts.threads, show_progress=opts.show_progress, stats_job=stats_job)
             shard_files = writer.finish()
             extra = {
                 "method": spec.name,

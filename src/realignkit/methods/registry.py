@@ -35,6 +35,12 @@ on consecutive row blocks (dim-0 slices) of a big tensor instead of the whole te
 ``name`` is still the full tensor name. Leave it False for anything that looks at a whole tensor (TIES'
 top-k, SLERP's angle, DARE's random mask, projections).
 
+An elementwise method that needs a statistic of the whole tensor first (TIES' magnitude threshold) also
+passes ``tensor_stats=fn(blocks, params, *, name, shape) -> stats``: ``blocks()`` returns a fresh iterator over the
+tensor's row blocks as fp32 ``TensorBundle`` objects (call it once per pass). The engine then calls
+``fn(..., stats=stats)`` on each block. When a tensor is small enough to go whole, ``stats`` is not passed,
+and ``fn`` must compute what it needs itself.
+
 ``needs`` names the roles a method requires: ``"aligned"`` (always available), ``"unaligned"``,
 ``"calibration"`` (a file given with ``--calibration``). A missing role is a ``BadInputError``.
 
@@ -97,6 +103,7 @@ class TensorFn(Protocol):
 
 PrepareFn = Callable[[Any, Any], Any]  # (RepairContext, params) -> state
 ElementwiseRule = bool | Callable[[Any], bool]  # fixed, or decided from the parsed params
+TensorStatsFn = Callable[..., Any]  # (blocks: () -> Iterator[TensorBundle], params, *, name, shape) -> stats
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,7 @@ class MethodSpec:
     prepare: PrepareFn | None
     summary: str
     elementwise: ElementwiseRule = False
+    tensor_stats: TensorStatsFn | None = None
 
     def is_elementwise(self, params: MethodParams) -> bool:
         rule = self.elementwise
@@ -144,6 +152,7 @@ def register_method(
     multi_tuned: bool = False,
     prepare: PrepareFn | None = None,
     elementwise: ElementwiseRule = False,
+    tensor_stats: TensorStatsFn | None = None,
 ) -> Callable[[TensorFn], TensorFn]:
     """Decorator: register `fn` as the per-tensor function of method `name`."""
     unknown = set(needs) - set(KNOWN_ROLES)
@@ -163,6 +172,7 @@ def register_method(
             prepare=prepare,
             summary=doc[0] if doc else "",
             elementwise=elementwise,
+            tensor_stats=tensor_stats,
         )
         return fn
 

@@ -34,10 +34,10 @@ def slerp(
     """θ = sin((1−t)Ω)/sin Ω · θ_aligned + sin(tΩ)/sin Ω · θ_tuned, Ω the angle of the flattened tensors."""
     start, end = aligned.reshape(-1), tuned[0].reshape(-1)  # [n]
     norms = start.norm() * end.norm()
-    if float(norms) == 0.0:
+    if float(norms) == 0.0 or not math.isfinite(float(norms)):
         return torch.lerp(aligned, tuned[0], params.t)
     dot = float(torch.dot(start, end) / norms)
-    if abs(dot) > PARALLEL_DOT:
+    if not math.isfinite(dot) or abs(dot) > PARALLEL_DOT:  # NaN only with --allow-nonfinite: lerp passes it on
         return torch.lerp(aligned, tuned[0], params.t)
     omega = math.acos(max(-1.0, min(1.0, dot)))
     sin_omega = math.sin(omega)

@@ -29,9 +29,9 @@ def task_arithmetic(
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ w_i·(θ_tuned_i − θ_aligned)."""
     weights = resolve_weights(params.weights, len(tuned))
-    total = torch.zeros_like(aligned)
-    difference = torch.empty_like(aligned)  # reused for every τ_i: two buffers whatever the number of models
+    # Evaluated as (1 − λ·Σw)·θ_aligned + Σ (λ·w_i)·θ_tuned_i: the same sum in n+1 passes over memory instead
+    # of 2n+3, which matters for multi-GB checkpoints; the fp32 rounding difference is far below a bf16 step.
+    total = torch.mul(aligned, 1.0 - params.scale * sum(weights))
     for theta, weight in zip(tuned, weights, strict=True):
-        torch.sub(theta, aligned, out=difference)
-        total.add_(difference, alpha=weight)
-    return total.mul_(params.scale).add_(aligned)
+        total.add_(theta, alpha=params.scale * weight)
+    return total
