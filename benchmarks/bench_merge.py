@@ -362,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         verify(method, results[method], spec, models)
     table = print_table(results)
     info["machine_after"] = machine_info()
+    info["realignkit_revision_after"] = realignkit_revision()  # differs from before: code moved mid-run
     info["total_s"] = time.time() - started
     write_json(args.out / "bench_merge.json", {**info, "table": table, "results": results})
     print(f"[bench] wrote {args.out / 'bench_merge.json'}")
