@@ -88,3 +88,15 @@ def test_cli_bad_input_exits_2_and_writes_nothing(dirs, capsys, flags, message):
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (dirs / "out.partial").exists()
+
+
+def test_cli_recipe_with_flag_override_is_validated(dirs, capsys):
+    recipe = dirs / "recipe.yaml"
+    recipe.write_text("aligned: aligned\ntuned: tuned\nutility_floor: 2.0\nmethods: [interpolate]\n")
+    out = dirs / "out"
+    assert main(["sweep", "--config", str(recipe), "--out", str(out)]) == 2
+    assert "utility floor must be in (0, 1]" in capsys.readouterr().err
+    # A flag overrides the recipe's bad value; the next problem (no suites, no lab) is then reported.
+    assert main(["sweep", "--config", str(recipe), "--utility-floor", "0.8", "--out", str(out)]) == 2
+    assert "no --suite given" in capsys.readouterr().err
+    assert not out.exists()

@@ -14,7 +14,8 @@ EPILOG = """examples:
 
 The run dir resumes: rerun the same command after a kill and finished candidates are skipped.
 Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor,
-suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, seed, keep_candidates."""
+suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
+keep_candidates."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="at most N items per suite")
     parser.add_argument("--max-new-tokens", type=int, help="generation length (default 48)")
     parser.add_argument("--seed", type=int, help="seed for splitting and sampling (default 0)")
+    parser.add_argument("--system-prompt", help="system prompt for every generation (e.g. an identity-shift persona)")
     parser.add_argument("--keep-candidates", action="store_true", default=None,
                         help="keep every candidate checkpoint (default: only the winner)")
     parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
@@ -72,7 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = load_recipe(args.config) if args.config else {}
     simple = {"aligned": args.aligned, "tuned": args.tuned, "base": args.base, "unaligned": args.unaligned,
               "utility_floor": args.utility_floor, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
-              "seed": args.seed, "keep_candidates": args.keep_candidates}
+              "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt}
     settings.update({k: v for k, v in simple.items() if v is not None})
     if args.methods is not None:
         settings["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
