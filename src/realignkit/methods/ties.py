@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from realignkit.methods._vectors import (
     WeightedMergeParams,
@@ -23,6 +23,14 @@ from realignkit.methods.registry import register_method
 
 class TiesParams(WeightedMergeParams):
     density: float = Field(0.2, gt=0.0, le=1.0, description="fraction of each τ_i kept (by magnitude)")
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_weights(cls, weights: list[float] | None) -> list[float] | None:
+        # The elected sign and the disjoint mean are only meaningful for positive weights.
+        if weights is not None and any(w <= 0 for w in weights):
+            raise ValueError("TIES weights must all be > 0")
+        return weights
 
 
 def trim_thresholds(
@@ -60,30 +68,41 @@ def ties(
     for start in range(0, flat_aligned.numel(), BLOCK):
         stop = min(start + BLOCK, flat_aligned.numel())
         merged[start:stop] = _merge_block(
-            flat_aligned[start:stop], [theta[start:stop] for theta in flat_tuned], thresholds, weights
+            flat_aligned[start:stop], [theta[start:stop] for theta in flat_tuned], thresholds, weights, params.scale
         )
-    return merged.mul_(params.scale).add_(flat_aligned).reshape(aligned.shape)
+    return merged.reshape(aligned.shape)
 
 
 BLOCK = 1 << 18
 
 
 def _merge_block(
-    aligned: torch.Tensor, tuned: list[torch.Tensor], thresholds: list[torch.Tensor | None], weights: list[float]
+    aligned: torch.Tensor,
+    tuned: list[torch.Tensor],
+    thresholds: list[torch.Tensor | None],
+    weights: list[float],
+    scale: float,
 ) -> torch.Tensor:
-    """TIES on one block of entries (all [b]): trimmed weighted vectors, elected sign, disjoint weighted mean."""
+    """TIES on one block of entries (all [b]): trim, elect the sign of Σ w_i·τ̂_i, disjoint weighted mean.
+
+    Written for few passes over memory: agreement as a float 0/1 mask from (τ̂_i·γ > 0), the weighted sums
+    with fused addcmul/add, and θ_aligned + λ·num/den with one addcdiv.
+    """
     vectors = []
-    for theta, threshold, weight in zip(tuned, thresholds, weights, strict=True):
+    for theta, threshold in zip(tuned, thresholds, strict=True):
         tau = theta - aligned
         if threshold is not None:
-            tau.mul_(tau.abs() >= threshold)
-        vectors.append(tau.mul_(weight))
-    elected = torch.stack(vectors).sum(dim=0).sign_() if len(vectors) > 1 else vectors[0].sign()
+            tau.masked_fill_(tau.abs() < threshold, 0.0)
+        vectors.append(tau)
+    elected = torch.mul(vectors[0], weights[0])
+    for vector, weight in zip(vectors[1:], weights[1:], strict=True):
+        elected.add_(vector, alpha=weight)
+    elected.sign_()
     numerator = torch.zeros_like(aligned)
     denominator = torch.zeros_like(aligned)
     for vector, weight in zip(vectors, weights, strict=True):
-        agrees = (vector * elected) > 0  # same sign as elected and non-zero
-        numerator.add_(vector * agrees)
-        denominator.add_(agrees * weight)
-    # Entries where no model agrees (or all were trimmed) get no update: numerator is 0, divide by 1 there.
-    return numerator.div_(denominator.masked_fill_(denominator == 0, 1.0))
+        agrees = torch.mul(vector, elected).gt_(0)  # 1.0 where τ̂_i is non-zero with the elected sign, else 0.0
+        numerator.addcmul_(vector, agrees, value=weight)
+        denominator.add_(agrees, alpha=weight)
+    # Where no model agrees the numerator is 0: any positive denominator leaves the aligned value there.
+    return torch.addcdiv(aligned, numerator, denominator.clamp_min_(torch.finfo(torch.float32).tiny), value=scale)
