@@ -21,6 +21,13 @@ Public API (stable; the sweep and the lab use it):
 - ``make_judge(name, **options)`` / ``judge_verdicts(judge, responses, prompts)``; names: refusal, rubric,
   classifier (``classifier:PATH``).
 - ``runner.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``runner.rate`` (the lab's simple loop).
+- ``judge_file.judge_file(input, out, prompt_field=, response_field=, label_field=, judge=)`` (`realignkit judge`).
+- ``loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
+  adapter dir (merged into its base); ``loading.model_source_fingerprint(path, aligned)`` (the cache key used
+  for paths).
+- Generation cache: SQLite at ``cache_dir/generations.sqlite`` (default ``$REALIGNKIT_CACHE_DIR`` or
+  ``~/.cache/realignkit``), keyed by (model fingerprint, prompt, max_new_tokens, system_prompt, chat template).
+- The restore-one-layer scan lives in ``realignkit.diagnose.scan`` (floor 3) and uses ``Auditor``.
 
 results.json: DESIGN §5 keys (model, baseline, judge, suites{kind, n, refusal_rate, harmful_rate,
 harmfulness_score, accuracy, over_refusal_rate, ci95, by_category, flips}, items) plus ``overall``
