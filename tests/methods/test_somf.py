@@ -169,3 +169,15 @@ def test_cli_bad_input(tmp_path, tiny_family, preference_file, capsys, sets, tex
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("merge", ["task_arithmetic", "ties", "dare"])
+def test_registered_merges_pass_gradients_to_the_mask(merge):
+    """Training differentiates through the merge: the engine's merge functions must keep the autograd graph."""
+    aligned = _random(4, 8, seed=0)
+    taus = [_random(4, 8, seed=1), _random(4, 8, seed=2)]
+    mask = torch.full((4, 8), 0.5, requires_grad=True)
+    params = get_method("somf").parse_params({"merge": merge, "density": 0.5})
+    fused = somf_fuse(aligned, taus, mask, build_merge(params, 2))
+    (fused * _random(4, 8, seed=5)).sum().backward()
+    assert mask.grad is not None and float(mask.grad.abs().sum()) > 0
