@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from realignkit.evaluation.cache import KeyValueCache, cache_key, default_cache_dir
 from realignkit.evaluation.judges.base import Verdict
 from realignkit.evaluation.openai_client import DEFAULT_KEY_ENV, ChatClient, EndpointError
@@ -95,12 +97,16 @@ class RubricJudge:
                 for p, r in zip(prompts, responses, strict=True)]
         known = self.cache.get_many(keys) if self.cache is not None else {}
         results: list[int] = []
+        pending = sum(key not in known for key in keys)
+        progress = tqdm(total=pending, desc="rubric judge", disable=pending < 20, leave=False)
         for key, prompt, response in zip(keys, prompts, responses, strict=True):
             if key not in known:
                 known[key] = str(self._score_one(prompt, response))
                 if self.cache is not None:
                     self.cache.put_many([(key, known[key])])
+                progress.update()
             results.append(int(known[key]))
+        progress.close()
         return results
 
     def verdicts(self, responses: Sequence[str], prompts: Sequence[str]) -> list[Verdict]:
