@@ -177,3 +177,29 @@ def test_row_blocks_of_transposed_lora_delta(tmp_path):
     torch.testing.assert_close(part, whole[4:7])
     factors = adapter.lora_factors("emb.weight")
     torch.testing.assert_close(whole - aligned.get("emb.weight"), (factors.b @ factors.a).T * 2.0)
+
+
+def test_safe_lora_adapter_output_equals_merged_output(tiny_family, tiny_lora_dir, tmp_path):
+    common = dict(aligned=tiny_family["aligned"], tuned=[tiny_lora_dir], base=tiny_family["base"], options=QUIET)
+    run_repair("safe_lora", {"num_layers": 3}, out=tmp_path / "model", **common)
+    run_repair("safe_lora", {"num_layers": 3, "output": "adapter"}, out=tmp_path / "adapter", **common)
+    assert (tmp_path / "adapter" / "adapter_config.json").is_file()
+    assert not list((tmp_path / "adapter").glob("model*.safetensors"))
+    manifest = json.loads((tmp_path / "adapter" / "realignkit.json").read_text())
+    assert manifest["output"]["kind"] == "lora_adapter" and len(manifest["safe_lora"]["projected"]) == 3
+    merged = peft_merged_state(tiny_family["aligned"], tmp_path / "adapter")
+    for name, tensor in load_dir(tmp_path / "model").items():
+        torch.testing.assert_close(merged[name], tensor, rtol=1e-4, atol=1e-5)
+    original = load_file(str(tiny_lora_dir / "adapter_model.safetensors"))
+    projected = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
+    changed = sorted(k for k in original if not torch.equal(original[k], projected[k]))
+    assert len(changed) == 3 and all(".lora_B." in k for k in changed)
+
+
+def test_adapter_output_needs_an_adapter(tiny_family, tmp_path):
+    from realignkit.common import BadInputError
+
+    with pytest.raises(BadInputError, match="needs a LoRA adapter"):
+        run_repair("safe_lora", {"output": "adapter"}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]],
+                   base=tiny_family["base"], out=tmp_path / "o", options=QUIET)
+    assert not (tmp_path / "o").exists()

@@ -34,6 +34,8 @@ class LoraFactors:
     b: torch.Tensor  # [out, r]  (embeddings: [dim, r])
     scaling: float
     transpose: bool
+    a_key: str = ""  # the keys in adapter_model.safetensors, to write a modified adapter back
+    b_key: str = ""
 
     def delta(self, rows: tuple[int, int] | None = None) -> torch.Tensor:
         """ΔW, or only its rows [start, stop) (computed from the matching slice of B, or of A when transposed)."""
@@ -69,6 +71,7 @@ class LoraAdapterSource:
         self.aligned = aligned
         self.config = self._read_config()
         raw = self._read_weights(allow_pickle)
+        self.raw = raw  # every stored tensor by its adapter key (adapters are small)
         self.target_modules = self.config.get("target_modules") or []
         self._factors = self._build_factors(raw)
         if not self._factors and not self._full:
@@ -114,7 +117,7 @@ class LoraAdapterSource:
 
     def _build_factors(self, raw: dict[str, torch.Tensor]) -> dict[str, LoraFactors]:
         aligned_index = canonical_index(self.aligned.names(), source=f"--aligned {self.aligned.path}")
-        parts: dict[str, dict[str, torch.Tensor]] = {}
+        parts: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}  # module -> part -> (adapter key, tensor)
         self._full: dict[str, torch.Tensor] = {}  # modules_to_save etc.: whole replacement tensors
         for key, tensor in raw.items():
             parsed = parse_lora_key(key)
@@ -122,7 +125,7 @@ class LoraAdapterSource:
                 self._full[self._aligned_name(key, aligned_index)] = tensor
                 continue
             module, part = parsed
-            parts.setdefault(module, {})[part] = tensor
+            parts.setdefault(module, {})[part] = (key, tensor)
         factors: dict[str, LoraFactors] = {}
         for module, found in parts.items():
             aligned_name = self._aligned_name(f"{module}.weight", aligned_index)
@@ -139,11 +142,14 @@ class LoraAdapterSource:
             )
         return name
 
-    def _module_factors(self, module: str, found: dict[str, torch.Tensor], aligned_name: str) -> LoraFactors:
+    def _module_factors(
+        self, module: str, found: dict[str, tuple[str, torch.Tensor]], aligned_name: str
+    ) -> LoraFactors:
         embedding = "embedding_A" in found
-        a, b = (found.get("embedding_A"), found.get("embedding_B")) if embedding else (found.get("A"), found.get("B"))
-        if a is None or b is None:
+        a_part, b_part = ("embedding_A", "embedding_B") if embedding else ("A", "B")
+        if a_part not in found or b_part not in found:
             raise BadInputError(f"adapter {str(self.path)!r}: module {module!r} lacks its lora_A or lora_B")
+        (a_key, a), (b_key, b) = found[a_part], found[b_part]
         if self.target_modules and not module_matches(module, self.target_modules):
             raise BadInputError(f"adapter {str(self.path)!r}: module {module!r} is not in its target_modules")
         rank = a.shape[0]
@@ -152,7 +158,9 @@ class LoraAdapterSource:
         transpose = embedding or bool(self.config.get("fan_in_fan_out"))
         expected = (a.shape[1], b.shape[0]) if transpose else (b.shape[0], a.shape[1])
         self._check_shape(aligned_name, expected, self.aligned.shape(aligned_name))
-        return LoraFactors(a=a, b=b, scaling=self._scaling(module, rank), transpose=transpose)
+        return LoraFactors(
+            a=a, b=b, scaling=self._scaling(module, rank), transpose=transpose, a_key=a_key, b_key=b_key
+        )
 
     def _check_shape(self, name: str, adapter_shape: tuple[int, ...], aligned_shape: tuple[int, ...]) -> None:
         if tuple(adapter_shape) != tuple(aligned_shape):

@@ -166,6 +166,17 @@ def _make_compute(
     return compute
 
 
+def _wants_adapter_output(spec: MethodSpec, params: MethodParams, tuned: list[Any]) -> bool:
+    """`--set output=adapter`: write a modified LoRA adapter instead of a merged model (methods that can)."""
+    if getattr(params, "output", "model") != "adapter":
+        return False
+    if spec.adapter_output is None:
+        raise BadInputError(f"method {spec.name!r} cannot write an adapter; drop output=adapter")
+    if len(tuned) != 1 or not tuned[0].is_adapter:
+        raise BadInputError("output=adapter needs a LoRA adapter dir as the single --tuned")
+    return True
+
+
 def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, block_elements: int):
     if spec.tensor_stats is None:
         return None
@@ -237,17 +248,24 @@ def run_repair(
         compute = _make_compute(spec, parsed, state, loader, aligned_src, tuned_src)
         layout = layout_source(aligned_src, tuned_src)
         planned = [PlannedTensor(row.out_name, row.shape, row.out_dtype) for row in plan]
+        adapter_output = _wants_adapter_output(spec, parsed, tuned_src)
         with atomic_output_dir(out, force=opts.force) as tmp:
-            copy_model_files(layout.path, tmp, dtype=out_dtype)
-            writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
-            items = work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
-            stats_job = _make_stats_job(spec, parsed, loader, opts.block_elements)
-            stream(items, compute, writer, threads=opts.threads, show_progress=opts.show_progress, stats_job=stats_job)
-            shard_files = writer.finish()
+            if adapter_output:
+                assert spec.adapter_output is not None
+                output = {"kind": "lora_adapter", "files": spec.adapter_output(ctx, parsed, state, tmp)}
+            else:
+                copy_model_files(layout.path, tmp, dtype=out_dtype)
+                writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
+                items = work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
+                stats_job = _make_stats_job(spec, parsed, loader, opts.block_elements)
+                stream(items, compute, writer, threads=opts.threads, show_progress=opts.show_progress,
+                       stats_job=stats_job)
+                output = {"kind": "model", "tensors": len(plan), "shards": writer.finish(),
+                          "dtype": opts.dtype or "as inputs"}
             extra = {
                 "method": spec.name,
                 "sources": {"aligned": aligned_src.describe(), "tuned": [t.describe() for t in tuned_src]},
-                "output": {"tensors": len(plan), "shards": shard_files, "dtype": opts.dtype or "as inputs"},
+                "output": output,
                 "passthrough_tensors": sum(row.passthrough for row in plan),
                 **ctx.manifest_extra,
             }

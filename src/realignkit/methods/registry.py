@@ -41,6 +41,11 @@ tensor's row blocks as fp32 ``TensorBundle`` objects (call it once per pass). Th
 ``fn(..., stats=stats)`` on each block. When a tensor is small enough to go whole, ``stats`` is not passed,
 and ``fn`` must compute what it needs itself.
 
+A method that can write a modified LoRA adapter instead of a merged model (Safe LoRA) declares an ``output``
+parameter and passes ``adapter_output=fn(ctx, params, state, out_dir) -> list[file names]``; with
+``output=adapter`` the engine calls it in place of the per-tensor pass (the single ``--tuned`` must be an
+adapter) and still writes the manifest.
+
 ``needs`` names the roles a method requires: ``"aligned"`` (always available), ``"unaligned"``,
 ``"calibration"`` (a file given with ``--calibration``). A missing role is a ``BadInputError``.
 
@@ -119,6 +124,7 @@ class MethodSpec:
     summary: str
     elementwise: ElementwiseRule = False
     tensor_stats: TensorStatsFn | None = None
+    adapter_output: Callable[..., list[str]] | None = None
 
     def is_elementwise(self, params: MethodParams) -> bool:
         rule = self.elementwise
@@ -153,6 +159,7 @@ def register_method(
     prepare: PrepareFn | None = None,
     elementwise: ElementwiseRule = False,
     tensor_stats: TensorStatsFn | None = None,
+    adapter_output: Callable[..., list[str]] | None = None,
 ) -> Callable[[TensorFn], TensorFn]:
     """Decorator: register `fn` as the per-tensor function of method `name`."""
     unknown = set(needs) - set(KNOWN_ROLES)
@@ -173,6 +180,7 @@ def register_method(
             summary=doc[0] if doc else "",
             elementwise=elementwise,
             tensor_stats=tensor_stats,
+            adapter_output=adapter_output,
         )
         return fn
 

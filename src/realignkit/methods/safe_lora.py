@@ -11,10 +11,13 @@ The choice is global, so a `prepare` pass computes s for every target module bef
 
 from __future__ import annotations
 
-from typing import Any
+import shutil
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
+from safetensors.torch import save_file
 
 from realignkit.checkpoints import module_matches, module_of
 from realignkit.methods.context import RepairContext, TensorPlan
@@ -28,6 +31,7 @@ class SafeLoraParams(MethodParams):
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="project modules with s below this")
     num_layers: int | None = Field(None, ge=1, description="project the num_layers modules with the lowest s")
     targets: list[str] | None = Field(None, min_length=1, description="module globs (default: see module doc)")
+    output: Literal["model", "adapter"] = Field("model", description="adapter: write the projected LoRA adapter")
 
     @model_validator(mode="after")
     def _one_selection_rule(self) -> SafeLoraParams:
@@ -105,7 +109,32 @@ def prepare_safe_lora(ctx: RepairContext, params: SafeLoraParams) -> dict[str, A
     return {"projected": frozenset(projected)}
 
 
-@register_method("safe_lora", params=SafeLoraParams, needs=("aligned", "unaligned"), prepare=prepare_safe_lora)
+def write_projected_adapter(ctx: RepairContext, params: SafeLoraParams, state: dict[str, Any], out_dir: Path) -> list[str]:
+    """The paper's own output: the adapter with B ← C·B in projected modules (A ← A·C when ΔW = (B·A)ᵀ)."""
+    adapter = ctx.tuned[0]
+    tensors = dict(adapter.raw)
+    for name in sorted(state["projected"]):
+        factors = adapter.lora_factors(name)
+        safety = ctx.aligned.get(name).float() - ctx.unaligned.get(name).float()  # V, stored layout
+        if factors.transpose:  # ΔW = (B·A)ᵀ·s, so C·ΔW = (B·(A·C))ᵀ·s with C symmetric
+            projected = safety_projection(safety, factors.a.float().T).T  # [r, in]
+            tensors[factors.a_key] = projected.to(factors.a.dtype).contiguous()
+        else:
+            tensors[factors.b_key] = safety_projection(safety, factors.b.float()).to(factors.b.dtype).contiguous()
+    for item in adapter.path.iterdir():
+        if item.is_file() and item.name not in ("adapter_model.safetensors", "adapter_model.bin"):
+            shutil.copy2(item, out_dir / item.name)
+    save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return sorted(p.name for p in out_dir.iterdir())
+
+
+@register_method(
+    "safe_lora",
+    params=SafeLoraParams,
+    needs=("aligned", "unaligned"),
+    prepare=prepare_safe_lora,
+    adapter_output=write_projected_adapter,
+)
 def safe_lora(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],
