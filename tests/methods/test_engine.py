@@ -78,9 +78,9 @@ def test_bf16_inputs_give_bf16_output_computed_in_fp32(tiny_bf16_family, tmp_pat
     assert manifest["inputs"]["aligned"]["fingerprint"].startswith("sha256")
 
 
-def test_dtype_override(tiny_family, tmp_path):
+def test_dtype_override(tiny_family, tiny_vlm_tuned_dir, tmp_path):
     out = tmp_path / "half"
-    run_repair("ties", {"density": 0.5}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]], out=out,
+    run_repair("ties", {"density": 0.5}, aligned=tiny_family["aligned"], tuned=[tiny_vlm_tuned_dir], out=out,
                options=RepairOptions(dtype="bfloat16", show_progress=False))
     assert {t.dtype for t in load_dir(out).values()} == {torch.bfloat16}
     assert json.loads((out / "config.json").read_text()).get("dtype", "bfloat16") == "bfloat16"

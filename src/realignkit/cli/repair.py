@@ -16,7 +16,7 @@ EPILOG = """methods and parameters (--set KEY=VALUE):
   ties             density, scale, weights      (several --tuned)
   dare             density, scale, seed, weights (several --tuned)
   resta            beta, dare_density, seed     (needs --unaligned or --base)
-  safe_lora        threshold | num_layers, targets (needs --unaligned or --base)
+  safe_lora        threshold | num_layers, targets, output=model|adapter (needs --unaligned or --base)
   antidote, somf   data-driven (need --calibration)
 example:
   realignkit repair ties --aligned chat --tuned ft1 --tuned ft2 --set density=0.3 --out repaired

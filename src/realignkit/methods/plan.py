@@ -56,7 +56,8 @@ def build_plan(
         if aligned_name is None or not dtype.is_floating_point:
             # Only in tuned (vision tower, projector) or not a weight (int buffers): copied unchanged.
             own = tuple(idx.get(key) for idx in tuned_indexes)
-            rows.append(TensorPlan(name, aligned_name, own, None, shape, dtype, passthrough=True))
+            kept = out_dtype if out_dtype is not None and dtype.is_floating_point else dtype
+            rows.append(TensorPlan(name, aligned_name, own, None, shape, kept, passthrough=True))
             continue
         matched.add(aligned_name)
         _check_shape(name, shape, "aligned", aligned, aligned_name)
