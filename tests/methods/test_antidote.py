@@ -185,3 +185,36 @@ def test_cli_missing_calibration(tmp_path, tiny_family, capsys):
     code = main(["repair", "antidote", "--tuned", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]),
                  "--quiet", "--out", str(tmp_path / "out")])  # fmt: skip
     assert code == 2 and "--calibration" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["full", "lora"])
+def test_saved_statistics_can_be_reused(tmp_path, tiny_family, tiny_lora_dir, calibration_file, kind):
+    """--calibration calibration_stats.safetensors gives the same model as the JSONL run, without a forward pass."""
+    from realignkit.calibration import save_input_norms
+
+    tuned = tiny_family["tuned"] if kind == "full" else tiny_lora_dir
+    aligned = tiny_family["aligned"]
+    first = run_repair("antidote", {"alpha": 0.2}, tuned=[tuned], aligned=aligned, out=tmp_path / "jsonl",
+                       calibration=calibration_file, options=QUIET)  # fmt: skip
+    modules = list(first.extra["antidote"]["modules"])
+    stats_dir = tmp_path / "stats"
+    stats_dir.mkdir()
+    save_input_norms(_norms(tuned, aligned, prompt_response_rows(6), modules), stats_dir)
+    stats = stats_dir / "calibration_stats.safetensors"
+    second = run_repair("antidote", {"alpha": 0.2}, tuned=[tuned], aligned=aligned, out=tmp_path / "reuse",
+                        calibration=stats, options=QUIET)  # fmt: skip
+    assert (
+        second.extra["antidote"]["statistics_reused"]
+        and second.extra["antidote"]["modules"] == first.extra["antidote"]["modules"]
+    )
+    got, want = _weights_of(tmp_path / "reuse"), _weights_of(tmp_path / "jsonl")
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    with pytest.raises(BadInputError, match="has no entry for"):
+        run_repair("antidote", {"alpha": 0.2, "targets": "o_proj"} if kind == "full" else {"alpha": 0.2,
+                   "lora_mode": "delta"}, tuned=[tuned], aligned=aligned, out=tmp_path / "bad",
+                   calibration=stats, options=QUIET)  # fmt: skip
+    assert not (tmp_path / "bad").exists()
+
+
+def _weights_of(path):
+    return load_file(str(path / "model.safetensors"))

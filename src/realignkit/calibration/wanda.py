@@ -222,4 +222,9 @@ def load_input_norms(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         file_path = file_path / STATS_FILENAME
     if not file_path.is_file():
         raise BadInputError(f"calibration statistics {str(path)!r} not found")
-    return load_file(str(file_path))
+    try:
+        return load_file(str(file_path))
+    except Exception as exc:  # safetensors raises its own error types for corrupt headers
+        raise BadInputError(
+            f"calibration statistics {str(path)!r} are not a readable safetensors file: {exc}"
+        ) from exc

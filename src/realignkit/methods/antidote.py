@@ -12,12 +12,16 @@ S_ij = |W_ij| · ‖X_j‖₂ and, in each output row, zero the top-α fraction 
 - LoRA fine-tunes, ``lora_mode="adapter"`` (the reference code): prune the adapter's A (inputs = the layer input)
   and B (inputs = A·x, one norm per rank), then θ = θ_aligned + s·B'A'.
   ``lora_mode="delta"``: prune the merged ΔW = s·B·A with the layer-input norms, θ = θ_aligned + ΔW'.
+
+``--calibration`` is the JSONL re-alignment set, or a ``calibration_stats.safetensors`` saved by an earlier run
+(same tuned model): its norms are reused and no forward pass runs, which makes an alpha sweep cheap.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -29,7 +33,8 @@ from realignkit.methods.registry import MethodParams, register_method
 # One line per method for `realignkit repair --help`.
 CLI_HELP = (
     "antidote  alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules for LoRA), "
-    "lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response"
+    "lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response, or a saved "
+    "calibration_stats.safetensors to reuse"
 )
 
 
@@ -161,6 +166,8 @@ def _calibrate(
     from realignkit.calibration import collect_input_norms, load_prompt_response_jsonl
     from realignkit.calibration.models import load_calibration_model, load_tokenizer
 
+    if Path(ctx.calibration).suffix == ".safetensors":
+        return _reuse_statistics(ctx, params, is_lora)
     examples = load_prompt_response_jsonl(ctx.calibration)
     tuned_path, aligned_path = ctx.paths["tuned"][0], ctx.paths.get("aligned")
     dtype = getattr(torch, params.dtype)
@@ -178,6 +185,30 @@ def _calibrate(
         max_length=params.max_length, stream_layers=stream, device=device, progress=ctx.show_progress,
     )  # fmt: skip
     return modules, norms, len(examples), stream
+
+
+def _reuse_statistics(ctx: Any, params: AntidoteParams, is_lora: bool) -> tuple[list[str], dict, int, bool]:
+    """`--calibration calibration_stats.safetensors`: reuse the norms of an earlier run instead of recomputing."""
+    from realignkit.calibration import DEFAULT_ATTENTION_TARGETS, load_input_norms, select_targets
+
+    norms = load_input_norms(ctx.calibration)
+    if is_lora:
+        source = ctx.tuned[0]
+        adapted = [n for n in source.adapted_names() if source.lora_factors(n) is not None]
+        candidates = sorted(n.removesuffix(".weight") for n in adapted)
+        modules = select_targets(candidates, params.targets) if params.targets else candidates
+    else:
+        weights = [row.tuned_names[0] for row in ctx.plan if not row.passthrough and len(row.shape) == 2]
+        candidates = [n.removesuffix(".weight") for n in weights if n and n.endswith(".weight")]
+        modules = select_targets(candidates, params.targets or list(DEFAULT_ATTENTION_TARGETS))
+    needed = _stat_names(modules, is_lora, params)
+    missing = [name for name in needed if name not in norms]
+    if missing:
+        raise BadInputError(
+            f"statistics file {str(ctx.calibration)!r} has no entry for {missing[0]!r}; "
+            "recompute it with a JSONL calibration file"
+        )
+    return modules, {name: norms[name] for name in needed}, 0, False
 
 
 def _lora_action(
@@ -230,7 +261,8 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     ctx.manifest_extra["antidote"] = {
         "alpha": params.alpha,
         "mode": ("lora_" + params.lora_mode) if is_lora else "full",
-        "calibration_examples": n_examples,
+        "calibration_examples": n_examples or None,
+        "statistics_reused": Path(ctx.calibration).suffix == ".safetensors",
         "stream_layers": stream,
         "stats_file": STATS_FILENAME if add_output_file is not None else None,
         "pruned_total": sum(entry["pruned"] for entry in summary.values()),

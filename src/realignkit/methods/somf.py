@@ -110,7 +110,10 @@ def _candidate_modules(model: Any, ctx: Any, use_factors: bool) -> list[str]:
     inside = {id(m) for m in decoder_layers(model).modules()}
     names = [n for n, m in linear_modules(model).items() if id(m) in inside]
     if use_factors:
-        adapted = [{n.rsplit(".", 1)[0] for n in src.adapted_names()} for src in ctx.tuned]
+        adapted = [
+            {n.rsplit(".", 1)[0] for n in src.adapted_names() if src.lora_factors(n) is not None}
+            for src in ctx.tuned
+        ]
         names = [n for n in names if all(n in a for a in adapted)]
     return names
 
