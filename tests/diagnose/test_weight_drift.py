@@ -89,3 +89,15 @@ def test_cli_bad_input_exit_2_nothing_written(capsys, tiny_family, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "does not exist" in err[0]
     assert not (tmp_path / "diag").exists()
+
+
+def test_cli_scan_flag_runs_the_layer_scan(capsys, tiny_family, tmp_path):
+    suite = tmp_path / "harm.jsonl"
+    suite.write_text("".join(json.dumps({"id": str(i), "prompt": f"w{i} w{i + 3}", "kind": "harmful",
+                                         "category": "c"}) + "\n" for i in range(2)))
+    out = tmp_path / "scan"
+    code = main(["diagnose", "--aligned", str(tiny_family["aligned"]), "--tuned", str(tiny_family["tuned"]),
+                 "--scan", "--suite", str(suite), "--limit", "2", "--out", str(out), "--quiet"])
+    assert code == 0
+    assert {"scan.json", "scan.png", "realignkit.json"} <= {p.name for p in out.iterdir()}
+    assert "layer groups" in capsys.readouterr().out

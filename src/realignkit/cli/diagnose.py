@@ -17,6 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tuned", required=True, help="fine-tuned model dir or LoRA adapter dir")
     parser.add_argument("--base", help="pre-alignment model dir (enables cos(τ, δ))")
     parser.add_argument("--out", required=True, help="output dir")
+    parser.add_argument("--scan", action="store_true",
+                        help="instead of the weight table: restore one layer at a time from aligned and audit "
+                        "--suite (writes scan.json/png/html)")
+    parser.add_argument("--suite", action="append", default=[], metavar="NAME_OR_FILE", help="suite for --scan")
+    parser.add_argument("--limit", type=int, default=40, help="items per suite for --scan (default 40)")
+    parser.add_argument("--judge", default="refusal", help="judge for --scan (default refusal)")
     parser.add_argument("--allow-pickle", action="store_true", help="allow pickle (.bin) checkpoints")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -24,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scan:
+        return _run_scan(args)
     from realignkit.diagnose import format_table, run_diagnose
 
     rows = run_diagnose(
@@ -37,4 +45,18 @@ def _run(args: argparse.Namespace) -> int:
     )
     print(format_table(rows))
     print(f"wrote {args.out}/diagnose.csv, diagnose.json, diagnose.png")
+    return 0
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    from realignkit.common.errors import BadInputError
+    from realignkit.diagnose.scan import run_scan
+
+    if args.limit is not None and args.limit < 1:
+        raise BadInputError("--limit must be at least 1")
+    scan = run_scan(
+        args.aligned, args.tuned, args.suite, args.out, force=args.force, judge=args.judge, limit=args.limit,
+        allow_pickle=args.allow_pickle, progress=not args.quiet,
+    )
+    print(f"scanned {len(scan.get('layers', []))} layer groups; wrote {args.out}/scan.json, scan.png, scan.html")
     return 0
