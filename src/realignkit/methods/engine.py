@@ -166,6 +166,49 @@ def _make_compute(
     return compute
 
 
+@dataclass
+class _Sources:
+    """The opened inputs; closed whatever happens."""
+
+    aligned: Any = None
+    tuned: list[Any] = field(default_factory=list)
+    unaligned: Any = None
+
+    def open(self, aligned: PathLike, tuned: Sequence[PathLike], unaligned: PathLike | None, *, allow_pickle: bool):
+        self.aligned = open_source(aligned, role="aligned", allow_pickle=allow_pickle)
+        if self.aligned.is_adapter:
+            raise BadInputError(f"--aligned {str(aligned)!r} is an adapter; give the full aligned model")
+        for path in tuned:
+            self.tuned.append(open_source(path, role="tuned", aligned=self.aligned, allow_pickle=allow_pickle))
+        if unaligned is not None:
+            self.unaligned = open_source(unaligned, role="unaligned", allow_pickle=allow_pickle)
+
+    def close(self) -> None:
+        for source in [self.aligned, *self.tuned, self.unaligned]:
+            if source is not None:
+                source.close()
+
+
+def _write_model(
+    tmp: Path, spec: MethodSpec, params: MethodParams, state: Any, ctx: RepairContext, loader: _Loader,
+    opts: RepairOptions, out_dtype: torch.dtype | None,
+) -> dict[str, Any]:
+    """The per-tensor pass: config/tokenizer copies, then every tensor streamed into planned shards."""
+    copy_model_files(layout_source(ctx.aligned, ctx.tuned).path, tmp, dtype=out_dtype)
+    planned = [PlannedTensor(row.out_name, row.shape, row.out_dtype) for row in ctx.plan]
+    writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
+    compute = _make_compute(spec, params, state, loader, ctx.aligned, ctx.tuned)
+    stream(
+        work_items(ctx.plan, spec.is_elementwise(params), opts.block_elements),
+        compute,
+        writer,
+        threads=opts.threads,
+        show_progress=opts.show_progress,
+        stats_job=_make_stats_job(spec, params, loader, opts.block_elements),
+    )
+    return {"kind": "model", "tensors": len(ctx.plan), "shards": writer.finish(), "dtype": opts.dtype or "as inputs"}
+
+
 def _wants_adapter_output(spec: MethodSpec, params: MethodParams, tuned: list[Any]) -> bool:
     """`--set output=adapter`: write a modified LoRA adapter instead of a merged model (methods that can)."""
     if getattr(params, "output", "model") != "adapter":
@@ -216,69 +259,51 @@ def run_repair(
     if opts.dtype is not None and opts.dtype not in OUTPUT_DTYPES:
         raise BadInputError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {opts.dtype!r})")
     uses_unaligned = "unaligned" in spec.needs
-    check_output_not_inside_inputs(out, [aligned, *tuned, unaligned if uses_unaligned else None, calibration])
+    unaligned = unaligned if uses_unaligned else None
+    check_output_not_inside_inputs(out, [aligned, *tuned, unaligned, calibration])
     prepare_output_dir(out, force=opts.force)
-    sources: list[Any] = []
+    sources = _Sources()
     try:
-        aligned_src = open_source(aligned, role="aligned", allow_pickle=opts.allow_pickle)
-        sources.append(aligned_src)
-        if aligned_src.is_adapter:
-            raise BadInputError(f"--aligned {str(aligned)!r} is an adapter; give the full aligned model")
-        tuned_src = [open_source(t, role="tuned", aligned=aligned_src, allow_pickle=opts.allow_pickle) for t in tuned]
-        sources.extend(tuned_src)
-        unaligned_src = None
-        if uses_unaligned:
-            unaligned_src = open_source(unaligned, role="unaligned", allow_pickle=opts.allow_pickle)
-            sources.append(unaligned_src)
+        sources.open(aligned, tuned, unaligned, allow_pickle=opts.allow_pickle)
         out_dtype = OUTPUT_DTYPES[opts.dtype] if opts.dtype else None
-        plan = build_plan(aligned_src, tuned_src, unaligned_src, allow_missing=opts.allow_missing, out_dtype=out_dtype)
-        loader = _Loader(aligned_src, tuned_src, unaligned_src, opts.allow_nonfinite)
+        plan = build_plan(
+            sources.aligned, sources.tuned, sources.unaligned, allow_missing=opts.allow_missing, out_dtype=out_dtype
+        )
+        loader = _Loader(sources.aligned, sources.tuned, sources.unaligned, opts.allow_nonfinite)
         ctx = RepairContext(
             method=spec.name,
-            aligned=aligned_src,
-            tuned=tuned_src,
-            unaligned=unaligned_src,
+            aligned=sources.aligned,
+            tuned=sources.tuned,
+            unaligned=sources.unaligned,
             calibration=Path(calibration) if calibration is not None else None,
-            paths={"aligned": Path(aligned), "tuned": [Path(t) for t in tuned], "unaligned": unaligned},
+            paths={"aligned": Path(aligned), "tuned": [Path(t) for t in tuned],
+                   "unaligned": Path(unaligned) if unaligned is not None else None},
             plan=plan,
             loader=loader,
             show_progress=opts.show_progress,
         )
         state = spec.prepare(ctx, parsed) if spec.prepare is not None else None
-        compute = _make_compute(spec, parsed, state, loader, aligned_src, tuned_src)
-        layout = layout_source(aligned_src, tuned_src)
-        planned = [PlannedTensor(row.out_name, row.shape, row.out_dtype) for row in plan]
-        adapter_output = _wants_adapter_output(spec, parsed, tuned_src)
+        adapter_output = _wants_adapter_output(spec, parsed, sources.tuned)
         with atomic_output_dir(out, force=opts.force) as tmp:
             if adapter_output:
                 assert spec.adapter_output is not None
                 output = {"kind": "lora_adapter", "files": spec.adapter_output(ctx, parsed, state, tmp)}
             else:
-                copy_model_files(layout.path, tmp, dtype=out_dtype)
-                writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
-                items = work_items(plan, spec.is_elementwise(parsed), opts.block_elements)
-                stats_job = _make_stats_job(spec, parsed, loader, opts.block_elements)
-                stream(items, compute, writer, threads=opts.threads, show_progress=opts.show_progress,
-                       stats_job=stats_job)
-                output = {"kind": "model", "tensors": len(plan), "shards": writer.finish(),
-                          "dtype": opts.dtype or "as inputs"}
+                output = _write_model(tmp, spec, parsed, state, ctx, loader, opts, out_dtype)
             extra = {
                 "method": spec.name,
-                "sources": {"aligned": aligned_src.describe(), "tuned": [t.describe() for t in tuned_src]},
+                "sources": {"aligned": sources.aligned.describe(), "tuned": [t.describe() for t in sources.tuned]},
                 "output": output,
                 "passthrough_tensors": sum(row.passthrough for row in plan),
                 **ctx.manifest_extra,
             }
-            inputs = {"aligned": aligned, "calibration": calibration}
+            inputs = {"aligned": aligned, "unaligned": unaligned, "calibration": calibration}
             inputs.update({f"tuned[{i}]": t for i, t in enumerate(tuned)})
-            if uses_unaligned:
-                inputs["unaligned"] = unaligned
             write_manifest(
                 tmp, command=command, parameters=parsed.model_dump(), inputs=inputs, started=started, extra=extra
             )
     finally:
-        for source in sources:
-            source.close()
+        sources.close()
     return RepairResult(
         out=Path(out),
         method=spec.name,
