@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,10 @@ class CVAEConfig(BaseModel):
     # score = mean standardized squared error + w · KL(q(z | x, c) ‖ N(0, I)): a degrading unit is either
     # reconstructed badly or pushed far out in latent space, where healthy units of its condition never are
     score_kl_weight: float = Field(1.0, ge=0)
+    # which way the values move when a unit degrades ("increase": drive current; "decrease": refusal rate).
+    # One-sided: the latent term of a unit that degrades *less* than the typical healthy unit of its operating
+    # point (decoder mean at z = 0) is dropped, so "unusually good" is not flagged as failing.
+    direction: Literal["both", "increase", "decrease"] = "both"
     seed: int = 0
     threshold: ThresholdConfig = ThresholdConfig()
 
@@ -119,6 +124,15 @@ class ConditionalVAE(_ThresholdMixin):
         from tqdm.auto import tqdm
 
         cfg = self.config
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # tiny MLPs: intra-op threading costs more than it saves (and CPUs are shared)
+        try:
+            self._train_loop(x_t, c_t, cfg, torch, tqdm)
+        finally:
+            torch.set_num_threads(threads)
+        self.nets_.eval()
+
+    def _train_loop(self, x_t, c_t, cfg, torch, tqdm) -> None:
         optimizer = torch.optim.Adam(self.nets_.parameters(), lr=cfg.lr)
         generator = torch.Generator().manual_seed(cfg.seed)
         n = len(x_t)
@@ -135,7 +149,6 @@ class ConditionalVAE(_ThresholdMixin):
                 loss.backward()
                 optimizer.step()
             schedule.step()
-        self.nets_.eval()
 
     def _loss(self, x_b, c_b, generator):
         torch = _torch()
@@ -166,8 +179,18 @@ class ConditionalVAE(_ThresholdMixin):
             score = error.mean(dim=1)
             if self.variational and self.config.score_kl_weight > 0:
                 kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)
-                score = score + self.config.score_kl_weight * kl
+                score = score + self.config.score_kl_weight * kl * self._worse_than_typical(x_t, c_t)
         return score.numpy().astype(np.float64)
+
+    def _worse_than_typical(self, x_t, c_t):
+        """(n,) 1.0 where a unit lies on the degrading side of the typical healthy unit of its condition."""
+        torch = _torch()
+        if self.config.direction == "both":
+            return torch.ones(len(x_t))
+        typical, _ = self._decode(torch.zeros(len(x_t), self.config.latent_dim), c_t)  # (n, x_dim)
+        excess = (x_t[:, : typical.shape[1]] - typical).mean(dim=1)
+        sign = 1.0 if self.config.direction == "increase" else -1.0
+        return (sign * excess > 0).float()
 
     # --- persistence: safetensors weights + JSON config, never pickle ----------------------------------------
     def save(self, directory: str | Path) -> None:

@@ -25,7 +25,7 @@ class ThresholdConfig(BaseModel):
     # so it means the same for every detector): held-out units are few and operating points under-represented
     # in training score higher, so the bare quantile flags too many healthy units.
     quantile: float = Field(0.99, gt=0.0, le=1.0)
-    margin: float = Field(3.0, ge=0.0)
+    margin: float = Field(2.0, ge=0.0)
 
 
 class Detector(Protocol):

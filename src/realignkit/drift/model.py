@@ -59,6 +59,7 @@ class DriftModel:
         self.seen_conditions: list[dict] = []
         self.value_cols: list[str] = []
         self.condition_cols: list[str] = []
+        self.columns: dict[str, str] = {}  # unit / time column names of the training table, defaults for scoring
 
     # --- training --------------------------------------------------------------------------------------------
     def fit(self, healthy: Fleet) -> DriftModel:
@@ -137,6 +138,7 @@ class DriftModel:
             "seen_conditions": self.seen_conditions,
             "value_cols": self.value_cols,
             "condition_cols": self.condition_cols,
+            "columns": self.columns,
         }
         (directory / MODEL_CONFIG_NAME).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -153,6 +155,7 @@ class DriftModel:
             model.thresholds = {float(h): float(t) for h, t in state["thresholds"]}
             model.seen_conditions = state["seen_conditions"]
             model.value_cols, model.condition_cols = state["value_cols"], state["condition_cols"]
+            model.columns = state.get("columns", {})
             model.detector = ConditionalVAE.load(directory)
         except (KeyError, ValueError, OSError) as exc:
             raise BadInputError(f"drift model in {str(directory)!r} is unreadable: {exc}") from None

@@ -118,6 +118,11 @@ def _read_rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     return header, rows
 
 
+def read_header(path: str | os.PathLike[str]) -> list[str]:
+    """Column names of a CSV or Parquet long table."""
+    return _read_rows(Path(path))[0]
+
+
 def _check_columns(header: Sequence[str], wanted: dict[str, str], path: Path) -> None:
     missing = [(role, name) for role, name in wanted.items() if name not in header]
     if missing:
