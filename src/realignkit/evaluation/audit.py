@@ -33,7 +33,7 @@ from realignkit.evaluation.metrics import (
     summarize_suites,
 )
 from realignkit.evaluation.scoring import answer_is_correct
-from realignkit.evaluation.suites import SuiteItem, load_suites
+from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
 
 RESULTS_NAME = "results.json"
 ITEMS_NAME = "items.jsonl"
@@ -249,8 +249,10 @@ def audit_model(
     results.json, items.jsonl, report.html and realignkit.json atomically (all or nothing).
     """
     started = time.time()
-    items = list(suites) if suites and isinstance(suites[0], SuiteItem) else load_suites(list(suites), limit=limit,
-                                                                                          seed=seed)
+    if suites and isinstance(suites[0], SuiteItem):
+        items = stratified_sample(list(suites), limit, seed)  # type: ignore[arg-type]
+    else:
+        items = load_suites(list(suites), limit=limit, seed=seed)  # type: ignore[arg-type]
     if out_dir is not None:
         inputs = [model_path, baseline, *[s for s in suites if isinstance(s, str)]]
         check_output_not_inside_inputs(out_dir, [str(p).split(":", 1)[-1] for p in inputs if p is not None])
