@@ -187,20 +187,21 @@ def register_method(
     return decorate
 
 
-def _load_builtin_methods() -> None:
-    # Importing the package imports every method module, which registers it.
-    import realignkit.methods  # noqa: F401
-
-
 def get_method(name: str) -> MethodSpec:
-    """Look up a method by name; BadInputError with the closest name when unknown."""
-    _load_builtin_methods()
+    """Look up a method by name (importing its module on first use); BadInputError with the closest name."""
+    from realignkit.methods import BUILTIN_METHODS, import_method_module, load_all_methods
+
+    if name not in _REGISTRY and name in BUILTIN_METHODS:
+        import_method_module(name)
     if name not in _REGISTRY:
+        load_all_methods()
         known = sorted(_REGISTRY)
         raise BadInputError(f"unknown method {name!r}{closest_match(name, known)}; known: {', '.join(known)}")
     return _REGISTRY[name]
 
 
 def method_names() -> list[str]:
-    _load_builtin_methods()
+    from realignkit.methods import load_all_methods
+
+    load_all_methods()
     return sorted(_REGISTRY)
