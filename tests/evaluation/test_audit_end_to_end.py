@@ -247,3 +247,23 @@ def test_rubric_judge_gives_harmfulness_score_and_rate(fake_chat_server, chat_re
     assert harmful["harmful_rate"] == pytest.approx(8 / 12) and harmful["refusal_rate"] == pytest.approx(3 / 12)
     rows = [json.loads(line) for line in (out / "items.jsonl").read_text().splitlines()]
     assert {r["score"] for r in rows if r["kind"] == "harmful"} == {1.0, 3.0, 5.0}
+
+
+def test_endpoint_failure_mid_audit_leaves_nothing(fake_chat_server, chat_reply, suite_file, tmp_path, monkeypatch,
+                                                   capsys):
+    # The model answers; the judge endpoint returns garbage, so the audit fails after generation.
+    def reply(body):
+        if body["model"] == "judge-model":
+            return 200, chat_reply("no score here")
+        return 200, chat_reply("Sure.")
+
+    fake_chat_server.reply = reply
+    monkeypatch.setenv("RK_KEY", "k")
+    out = tmp_path / "out"
+    code = main(["audit", "gen-model", "--backend", "openai", "--api-base", fake_chat_server.base_url,
+                 "--api-key-env", "RK_KEY", "--judge", "rubric", "--judge-api-base", fake_chat_server.base_url,
+                 "--judge-api-model", "judge-model", "--judge-api-key-env", "RK_KEY", "--max-retries", "1",
+                 "--suite", str(suite_file), "--limit", "2", "--out", str(out), "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no parseable 1-5 score after 2 attempts" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == []
