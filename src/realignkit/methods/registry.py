@@ -32,8 +32,10 @@ they never reach ``fn``.
 ``elementwise=True`` (or a function ``params -> bool``) declares that each output entry depends only on the
 same entry of the inputs (interpolate, task arithmetic, RESTA without DARE). The engine may then call ``fn``
 on consecutive row blocks (dim-0 slices) of a big tensor instead of the whole tensor, which bounds memory;
-``name`` is still the full tensor name. Leave it False for anything that looks at a whole tensor (TIES'
-top-k, SLERP's angle, DARE's random mask, projections).
+``name`` is still the full tensor name. Leave it False for anything that looks at a whole tensor (SLERP's
+angle, DARE's random mask, projections) unless ``tensor_stats`` below covers it. For elementwise methods the
+engine checks the *output* for NaN/Inf instead of every input (one pass instead of n+1), so such a function
+must propagate non-finite inputs to its output (plain arithmetic does: x·0 and inf−inf are NaN).
 
 An elementwise method that needs a statistic of the whole tensor first (TIES' magnitude threshold) also
 passes ``tensor_stats=fn(blocks, params, *, name, shape) -> stats``: ``blocks()`` returns a fresh iterator over the
@@ -59,8 +61,9 @@ It runs once, after all inputs were opened and checked and before the per-tensor
 - ``ctx.aligned``, ``ctx.unaligned``: ``TensorSource`` readers (``names()``, ``shape(n)``, ``dtype(n)``,
   ``get(n)`` in stored dtype; ``path``), or ``None`` when not given;
 - ``ctx.tuned``: one ``TensorSource`` per ``--tuned``; LoRA adapters are ``LoraAdapterSource``
-  (``is_adapter``, ``lora_factors(aligned_name) -> LoraFactors(a, b, scaling, fan_in_fan_out) | None``,
-  ``delta(aligned_name)``, ``config``);
+  (``is_adapter``, ``lora_factors(aligned_name) -> LoraFactors(a, b, scaling, transpose, a_key, b_key) | None``,
+  ``delta(aligned_name)``, ``adapted_names()``, ``raw`` (every adapter tensor by key), ``config``);
+  full models also have ``get_rows(n, start, stop)``;
 - ``ctx.plan``: the list of ``TensorPlan`` rows (output name + the matching name in each role);
 - ``ctx.tensors(plan_row) -> TensorBundle(aligned, tuned, unaligned)`` loads one row in fp32;
 - ``ctx.paths``: ``{"aligned": Path, "tuned": [Path, ...], "unaligned": Path | None}`` for methods that
