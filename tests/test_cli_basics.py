@@ -41,3 +41,14 @@ def test_atomic_output_dir_publishes_whole_output(tmp_path):
 def test_output_inside_input_is_refused(tmp_path):
     with pytest.raises(BadInputError):
         check_output_not_inside_inputs(tmp_path / "model" / "out", [tmp_path / "model"])
+
+
+def test_atomic_output_dir_uses_umask_mode(tmp_path):
+    import os
+
+    out = tmp_path / "out"
+    with atomic_output_dir(out):
+        pass
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o777 & ~umask)

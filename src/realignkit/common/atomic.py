@@ -62,6 +62,10 @@ def atomic_output_dir(out: str | os.PathLike[str], *, force: bool = False) -> It
     out_path = prepare_output_dir(out, force=force)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.tmp-", dir=out_path.parent))
+    # mkdtemp makes the dir 0700; give the published output the usual umask-based mode instead.
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
     try:
         with sigterm_as_exit():
             yield tmp
