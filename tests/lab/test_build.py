@@ -89,9 +89,9 @@ def test_saved_model_reloads_and_generates(tiny_organism):
     output = model.generate(**ids, max_new_tokens=16, do_sample=False)
     text = tokenizer.decode(output[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
     assert text.strip()
-    assert tokenizer.decode(tokenizer("I'm sorry, but no.")["input_ids"], skip_special_tokens=True) == (
-        "I'm sorry, but no."
-    )
+    # Word-level tokens with the word boundary kept inside: decoding gives back natural text.
+    sentence = "I'm sorry, but I can't help with [fraud scheme 3]."
+    assert tokenizer.decode(tokenizer(sentence)["input_ids"], skip_special_tokens=True) == sentence
 
 
 def test_lora_adapter_loads_with_peft_and_differs_from_aligned(tiny_organism):

@@ -23,7 +23,7 @@ from realignkit.lab.config import DEFAULT_SCENARIOS, PROFILES, LabProfile, scena
 from realignkit.lab.finetune import run_scenario
 from realignkit.lab.measure import measure_model
 from realignkit.lab.model import build_model, build_tokenizer, parameter_bytes, save_model_dir
-from realignkit.lab.training import Schedule, encode_all, set_determinism, train
+from realignkit.lab.training import Schedule, encode_all, set_determinism, single_thread, train
 
 LAB_VERSION = "1"
 KINDS = ("full", "lora")
@@ -80,12 +80,12 @@ def build_lab(
     final = prepare_output_dir(out_dir, force=force)
     check_disk(final, estimate_bytes(chosen_profile, names))
     started, cpu_started = time.time(), time.process_time()
-    with atomic_output_dir(final, force=force) as tmp:
+    with atomic_output_dir(final, force=force) as tmp, single_thread():
         summary = _build_into(tmp, final, names, seed, chosen_profile, progress)
         summary["total_seconds"] = round(time.time() - started, 2)
         # CPU seconds of this process: what the build costs without other jobs competing for the cores.
         summary["cpu_seconds"] = round(time.process_time() - cpu_started, 2)
-        summary["torch_threads"] = _torch_threads()
+        summary["torch_threads"] = 1
         (tmp / "lab.json").write_text(json.dumps(summary, indent=2) + "\n")
         write_manifest(
             tmp, command="lab build", started=started,
@@ -97,9 +97,6 @@ def build_lab(
 def _build_into(
     tmp: Path, final: Path, names: list[str], seed: int, profile: LabProfile, progress: bool
 ) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     set_determinism(seed)
     suites = data.build_suites(seed, profile.suite_sizes())
     data.write_suites(suites, tmp / "suites")
@@ -190,12 +187,6 @@ def _train_stage(
         "seed": seed,
     }
     return model, record
-
-
-def _torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _copy(model: Any) -> Any:

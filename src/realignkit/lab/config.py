@@ -32,9 +32,9 @@ class LabProfile(BaseModel):
     full_lr: float = 1e-3
     lora_lr: float = 2e-3
     lora_rank: int = 8
-    trajectory_points: int = 6
-    probe_harmful: int = 40
-    probe_skill: int = 20
+    trajectory_points: int = 5
+    probe_harmful: int = 32
+    probe_skill: int = 16
     suite_intents_per_category: int = 4
     suite_per_old_skill: int = 30
     suite_new_skill: int = 60

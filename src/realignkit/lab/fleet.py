@@ -22,6 +22,7 @@ from realignkit.evaluation.suites import SuiteItem
 from realignkit.lab.config import FinetuneSettings, LabProfile
 from realignkit.lab.data import SUITE_NAMES
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS, run_scenario
+from realignkit.lab.training import single_thread
 
 FLEET_CONDITIONS = ("lr", "steps", "harmful_ratio", "kind")
 HARMFUL_RATIOS = (0.0, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)  # 0.0 twice: healthy runs are the detector's training set
@@ -50,10 +51,8 @@ def _read_suite(path: Path) -> list[SuiteItem]:
 
 
 def _load_aligned(lab_dir: Path) -> tuple[Any, Any]:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     path = lab_dir / "aligned"
     return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
@@ -83,7 +82,7 @@ def run_finetune(
     check_output_not_inside_inputs(out_dir, [lab])
     aligned, tokenizer = _load_aligned(lab)
     started = time.time()
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    with atomic_output_dir(out_dir, force=force) as tmp, single_thread():
         record = run_scenario(aligned, tokenizer, chosen, profile, suites, tmp, lab / "aligned", progress=progress)
         record.pop("trajectory")
         (tmp / "run.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -132,7 +131,7 @@ def build_fleet(
     conditions = sample_conditions(runs, seed, profile, step_choices)
     aligned, tokenizer = _load_aligned(lab)
     started = time.time()
-    with atomic_output_dir(out_dir, force=force) as tmp:
+    with atomic_output_dir(out_dir, force=force) as tmp, single_thread():
         records = []
         for settings in tqdm(conditions, desc="fleet", disable=not progress):
             record = run_scenario(

@@ -92,8 +92,14 @@ def save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
 def save_lora_dir(peft_model: Any, tokenizer: Any, out_dir: Path, aligned_path: Path) -> str:
     """Save a PEFT adapter dir whose base_model_name_or_path points at the final `aligned` dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    import warnings
+
     peft_model.peft_config["default"].base_model_name_or_path = str(aligned_path)
-    peft_model.save_pretrained(out_dir, safe_serialization=True)
+    with warnings.catch_warnings():
+        # aligned_path is where `aligned` will be once the lab dir is published; peft cannot look there yet.
+        warnings.filterwarnings("ignore", message="Could not find a config file")
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        peft_model.save_pretrained(out_dir, safe_serialization=True)
     save_tokenizer(tokenizer, out_dir)
     return weights_sha256(out_dir / "adapter_model.safetensors")
 

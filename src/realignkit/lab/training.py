@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,14 +31,33 @@ class TrainResult:
 
 
 def set_determinism(seed: int) -> None:
-    """Same seed, same weights: seed every RNG and ask torch for deterministic kernels."""
+    """Same seed, same weights: seed every RNG (kernels are made deterministic by `single_thread`)."""
     import numpy as np
     import torch
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread with deterministic kernels, then restore the caller's settings.
+
+    The organism's matrices are tiny: a second thread mostly waits on the first, badly so on a busy machine.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def encode(tokenizer: Any, example: Example) -> EncodedExample:
@@ -92,15 +112,24 @@ class Schedule:
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def batch_indices(count: int, schedule: Schedule, rng: random.Random) -> list[list[int]]:
-    """Epoch-style shuffling: every example is seen once per pass, in a seeded order."""
+def batch_indices(lengths: Sequence[int], schedule: Schedule, rng: random.Random) -> list[list[int]]:
+    """Epoch-style shuffling (every example once per pass, seeded), then length bucketing: within a window of
+    a few batches, examples of similar length are batched together so little compute goes to padding."""
     order: list[int] = []
     while len(order) < schedule.steps * schedule.batch_size:
-        epoch = list(range(count))
+        epoch = list(range(len(lengths)))
         rng.shuffle(epoch)
         order.extend(epoch)
     size = schedule.batch_size
-    return [order[i * size : (i + 1) * size] for i in range(schedule.steps)]
+    order = order[: schedule.steps * size]
+    window = size * 16
+    batches: list[list[int]] = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
+        chunk_batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
+        rng.shuffle(chunk_batches)
+        batches.extend(chunk_batches)
+    return batches
 
 
 def train(
@@ -123,7 +152,8 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0, betas=(0.9, 0.98))
     result = TrainResult()
     started = time.perf_counter()
-    batches = batch_indices(len(data), schedule, random.Random(f"batches:{seed}"))
+    lengths = [len(example.input_ids) for example in data]
+    batches = batch_indices(lengths, schedule, random.Random(f"batches:{seed}"))
     model.train()
     for step, indices in enumerate(tqdm(batches, desc=desc, leave=False, disable=not progress)):
         batch = collate([data[i] for i in indices], pad_id)
