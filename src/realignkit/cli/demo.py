@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
     parser.add_argument("--methods", help="comma-separated repair methods (default: a lean, cheap set)")
     parser.add_argument("--utility-floor", type=float, default=0.9, help="keep utility >= FLOOR x tuned's (0.9)")
-    parser.add_argument("--limit", type=int, default=30, help="at most N items per suite and split (default 30)")
+    parser.add_argument("--limit", type=int, default=20, help="at most N items per suite and split (default 20)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
