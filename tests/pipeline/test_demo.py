@@ -35,6 +35,16 @@ def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
     assert "sweeps/harmful-mix-0.1-full/report/report.html" in probe["links"]
     assert "audits/aligned/report.html" in probe["links"]
 
+    # A rerun resumes everything: same table, nothing re-generated (the shared cache gains no entries).
+    from realignkit.evaluation.cache import KeyValueCache
+
+    cache = KeyValueCache(out / "cache" / "generations.sqlite", table="generations")
+    entries = len(cache)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert len(cache) == entries
+    assert json.loads((out / "summary.json").read_text())["scenarios"] == summary["scenarios"]
+
 
 def test_demo_bad_input_is_one_line_exit_2(tmp_path, capsys):
     for flags, message in (

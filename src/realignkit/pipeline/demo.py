@@ -11,6 +11,7 @@ go through one generation cache (DIR/cache), so the sweeps reuse the audits' ans
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -86,20 +87,34 @@ def scenario_models(lab: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
            system_prompt: str | None) -> dict[str, Any]:
-    """Audit one model on the TEST split (against aligned), reusing a finished audit dir."""
+    """Audit one model on the TEST split (against aligned), reusing a finished audit of the same model, items
+    and settings (a sidecar DIR/audits/<name>.key.json records what it was run with)."""
     from realignkit.evaluation.audit import RESULTS_NAME, audit_model
     from realignkit.evaluation.backends import GenerationSettings
 
     out = settings.out / "audits" / name
-    if (out / RESULTS_NAME).is_file():
+    key_file = out.with_name(f"{name}.key.json")
+    key = _audit_key(model, lab_dir, items, settings, system_prompt)
+    if (out / RESULTS_NAME).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         return json.loads((out / RESULTS_NAME).read_text())
     baseline = None if name == "aligned" else lab_dir / "aligned"
-    return audit_model(
+    results = audit_model(
         model, items, baseline=baseline, out_dir=out, cache_dir=settings.out / "cache", force=out.exists(),
         settings=GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                                     system_prompt=system_prompt),
         backend_options={"aligned": str(lab_dir / "aligned")}, progress=False,
     )
+    write_json_atomic(key_file, key)
+    return results
+
+
+def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
+               system_prompt: str | None) -> dict[str, Any]:
+    from realignkit.pipeline.evaluate import weights_fingerprint
+
+    prompts = hashlib.sha256(json.dumps([(i.id, i.prompt) for i in items]).encode()).hexdigest()
+    return {"model": weights_fingerprint(model, lab_dir / "aligned"), "aligned": weights_fingerprint(lab_dir / "aligned"),
+            "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt}
 
 
 def _audit_metrics(settings: DemoSettings, name: str) -> dict[str, Any]:
@@ -130,7 +145,8 @@ def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str 
         },
         known_methods=known,
     )
-    outcome = run_sweep(config, settings.out / "sweeps" / name, progress=False, cache_dir=settings.out / "cache")
+    outcome = run_sweep(config, settings.out / "sweeps" / name, progress=False, cache_dir=settings.out / "cache",
+                        replace_changed=True)
     return outcome.summary
 
 

@@ -65,10 +65,11 @@ class RunDir:
     def scratch(self) -> Path:
         return self.work / "work"
 
-    def completed_run(self, arguments: dict[str, Any]) -> bool:
+    def completed_run(self, arguments: dict[str, Any], *, replace_changed: bool = False) -> bool:
         """True when `<out>` already holds a finished sweep of exactly these arguments.
 
-        Raises BadInputError when `<out>` holds something else (another sweep or unrelated files)."""
+        Raises BadInputError when `<out>` holds something else (another sweep, unless `replace_changed`: then it
+        is replaced when this run publishes, or unrelated files)."""
         if not self.out.exists():
             return False
         run_file = self.out / RUN_FILE
@@ -79,15 +80,20 @@ class RunDir:
         previous = json.loads(run_file.read_text())
         if previous.get("fingerprint") == arguments["fingerprint"]:
             return True
+        if replace_changed:
+            return False
         changed = _changed_keys(previous.get("arguments", {}), arguments["arguments"])
         raise BadInputError(
             f"--out {str(self.out)!r} holds a finished sweep with other arguments (changed: {', '.join(changed)}); "
             "pass --fresh to replace it, or choose another --out"
         )
 
-    def open(self, arguments: dict[str, Any], *, fresh: bool) -> None:
-        """Create the work dir, or reuse it when it holds an unfinished run of the same arguments."""
+    def open(self, arguments: dict[str, Any], *, fresh: bool, replace_changed: bool = False) -> None:
+        """Create the work dir, or reuse it when it holds an unfinished run of the same arguments (an unfinished
+        run of other arguments is refused, or with `replace_changed` discarded)."""
         run_file = self.work / RUN_FILE
+        if replace_changed and run_file.is_file():
+            fresh = fresh or json.loads(run_file.read_text()).get("fingerprint") != arguments["fingerprint"]
         if self.work.exists() and (fresh or not run_file.is_file()):
             shutil.rmtree(self.work)
         if run_file.is_file():

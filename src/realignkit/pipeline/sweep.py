@@ -44,18 +44,22 @@ def run_sweep(
     out: str | Path,
     *,
     fresh: bool = False,
+    replace_changed: bool = False,
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
 ) -> SweepOutcome:
-    """Run (or resume) a sweep into `out`. All bad input is raised before any work is done."""
+    """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.
+
+    fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
+    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead)."""
     started = time.time()
     plan = make_plan(config)
     run = RunDir(out)
-    if not fresh and run.completed_run(plan.arguments):
+    if not fresh and run.completed_run(plan.arguments, replace_changed=replace_changed):
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
-    run.open(plan.arguments, fresh=fresh)
+    run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
     evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
                                aligned=config.aligned, max_new_tokens=config.max_new_tokens,
                                batch_size=config.batch_size, system_prompt=config.system_prompt)
