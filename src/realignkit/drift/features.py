@@ -63,7 +63,9 @@ class FeatureSpec:
         if not seen.any():
             raise BadInputError(f"unit {unit.unit!r} has no reading before horizon {horizon:g} (t={end:g})")
         times, values = unit.times[seen], unit.values[seen]
-        if times[-1] < end - COVERAGE_TOLERANCE * duration:
+        # tolerance: 10 % of the test, or 1.5 reading intervals for sparsely sampled units (e.g. 10 checkpoints)
+        interval = float(np.median(np.diff(unit.times))) if unit.times.size > 1 else 0.0
+        if times[-1] < end - max(COVERAGE_TOLERANCE * duration, 1.5 * interval):
             raise BadInputError(
                 f"unit {unit.unit!r} has readings only up to t={times[-1]:g}, short of horizon {horizon:g} "
                 f"(t={end:g}); score at a smaller --horizon"

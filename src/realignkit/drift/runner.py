@@ -47,14 +47,14 @@ _FRESH_SHAPES = ((300, 250, "hot"), (500, 350, "cold"), (350, 450, "continuous")
 
 def laser_runs(profile: str, presets: tuple[str, ...] = ("vcsel", "edge")) -> list[LaserRun]:
     if profile == "quick":
-        return [LaserRun(p, 7, 120, 80, "hot") for p in presets]
+        return [LaserRun(p, 7, 80, 50, "hot") for p in presets]
     return [LaserRun(p, s, a, b, m) for p in presets for s, (a, b, m) in zip(FRESH_SEEDS, _FRESH_SHAPES, strict=True)]
 
 
 def bench_config(profile: str, direction: str, **extra) -> DriftConfig:
     cvae = CVAEConfig(direction=direction, threshold=ThresholdConfig(margin=BENCH_MARGINS["cvae"]))
     if profile == "quick":
-        cvae = cvae.model_copy(update={"epochs": 30, "min_updates": 300})
+        cvae = cvae.model_copy(update={"epochs": 30, "min_updates": 200})
     return DriftConfig(cvae=cvae, **extra)
 
 

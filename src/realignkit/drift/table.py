@@ -123,8 +123,8 @@ def read_header(path: str | os.PathLike[str]) -> list[str]:
     return _read_rows(Path(path))[0]
 
 
-def _check_columns(header: Sequence[str], wanted: dict[str, str], path: Path) -> None:
-    missing = [(role, name) for role, name in wanted.items() if name not in header]
+def _check_columns(header: Sequence[str], wanted: list[tuple[str, str]], path: Path) -> None:
+    missing = [(role, name) for role, name in wanted if name not in header]
     if missing:
         parts = [f"{role} column {name!r}{closest_match(name, header)}" for role, name in missing]
         raise BadInputError(f"{path.name}: missing {'; '.join(parts)}; columns are {', '.join(header)}")
@@ -144,11 +144,10 @@ def load_long_table(
     header, rows = _read_rows(file_path)
     if not value_cols:
         raise BadInputError("give at least one value column (--value-col)")
-    wanted = {"unit": unit_col, "time": time_col}
-    wanted.update({f"value[{i}]": c for i, c in enumerate(value_cols)})
-    wanted.update({f"condition[{i}]": c for i, c in enumerate(condition_cols)})
+    wanted = [("unit", unit_col), ("time", time_col), *[("value", c) for c in value_cols],
+              *[("condition", c) for c in condition_cols]]
     if label_col is not None:
-        wanted["label"] = label_col
+        wanted.append(("label", label_col))
     _check_columns(header, wanted, file_path)
     return fleet_from_rows(
         rows,
