@@ -79,6 +79,10 @@ def test_fingerprint_changes_with_results_relevant_settings_only(dirs):
         (["--methods", ","], "method list is empty"),
         (["--utility-floor", "0"], "utility floor must be in (0, 1]"),
         (["--utility-floor", "1.01"], "utility floor must be in (0, 1]"),
+        (["--methods", "antidote"], "none of the methods ['antidote'] can run"),
+        (["--methods", "interpolate", "--grid", "interpolate.alpah=0.5"], "did you mean 'alpha'"),
+        (["--methods", "interpolate", "--grid", "interpolate.alpha=1.0"], "equals a reference model"),
+        (["--calibration", "antidote"], "expected KEY=VALUE"),
     ],
 )
 def test_cli_bad_input_exits_2_and_writes_nothing(dirs, capsys, flags, message):
