@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--no-gaas", action="store_true")
     bench.add_argument("--profile", choices=("full", "quick"), default="full")
     bench.add_argument("--preset", action="append", default=None, help="laser preset(s): vcsel, edge")
+    bench.add_argument("--no-laser", action="store_true", help="skip the generated laser fleets")
     bench.add_argument("--force", action="store_true")
     bench.set_defaults(func=_bench)
 
@@ -112,7 +113,7 @@ def _bench(args: argparse.Namespace) -> int:
     from realignkit.drift.api import run_bench
 
     result = run_bench(args.out, profile=args.profile, lab=args.lab, gaas=args.gaas, with_gaas=not args.no_gaas,
-                       presets=tuple(args.preset or ("vcsel", "edge")), force=args.force)
+                       presets=() if args.no_laser else tuple(args.preset or ("vcsel", "edge")), force=args.force)
     for key, s in result["summary"].items():
         print(f"{key}: F1@0.5 {s['f1_mean']:.3f} ± {s['f1_std']:.3f} (min {s['f1_min']:.3f}, {s['n_seeds']} seeds)")
     print(f"tables and plots -> {args.out}")

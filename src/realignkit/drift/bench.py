@@ -125,12 +125,12 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
         return float("nan")
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(labels, np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=1e300, posinf=1e300)))
+    return float(roc_auc_score(labels, np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-1e300, posinf=1e300)))
 
 
 def _best_f1(labels: np.ndarray, scores: np.ndarray) -> float:
     """F1 of the best threshold chosen on the test labels: a ranking-quality ceiling, not a usable result."""
-    order = np.argsort(-scores)
+    order = np.argsort(-np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-1e300, posinf=1e300))
     hits = np.cumsum(labels[order])
     k = np.arange(1, len(labels) + 1)
     positives = max(int(labels.sum()), 1)

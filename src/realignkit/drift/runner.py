@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from realignkit.drift.bench import DETECTORS, concat_splits, metric_rows, score_split, summarize
+from realignkit.drift.bench import DETECTORS, SplitScores, concat_splits, metric_rows, score_split, summarize
 from realignkit.drift.cvae import CVAEConfig
 from realignkit.drift.detectors import ThresholdConfig
 from realignkit.drift.generator import generate_laser_fleet, get_preset
@@ -25,7 +25,7 @@ from realignkit.drift.table import Fleet
 
 # Threshold margin per detector, each the best mean F1 at horizon 0.5 over the tuning seeds (0–2) from the grid
 # {0, 0.5, 1, 2, 3, 5}: every detector gets its own tuned rule, none is handicapped by the CVAE's.
-BENCH_MARGINS = {"cvae": 2.0, "iforest": 1.0, "ocsvm": 2.0, "lof": 3.0, "ae": 1.0}
+BENCH_MARGINS = {"cvae": 2.0, "iforest": 0.5, "ocsvm": 2.0, "lof": 0.0, "ae": 1.0}  # bench_drift.py tune
 LASER_DIRECTION = "increase"  # drive current rises as a laser degrades
 LAB_DIRECTION = "decrease"  # refusal rate falls as safety degrades
 
@@ -89,26 +89,43 @@ def _late_sudden(fleet: Fleet, after: float) -> int:
 
 
 def run_lab_fleet(fleet: Fleet, profile: str, horizons: tuple[float, ...], *, folds: int = 5, seed: int = 0) -> dict:
-    """Cross-fitted: each fold's runs are scored by detectors trained on the healthy runs outside the fold."""
+    """Cross-fitted: each fold's runs are scored by detectors trained on the healthy runs outside the fold.
+
+    Small fleets (≤ 30 runs) use leave-one-out. A fold whose training part has no healthy run cannot be
+    scored: its runs are reported as unscored (flag 0, score NaN) rather than dropped.
+    """
     labels = fleet.labels()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(fleet))
-    k = max(2, min(folds, len(fleet)))
-    parts = []
+    order = np.random.default_rng(seed).permutation(len(fleet))
+    k = len(fleet) if len(fleet) <= 30 else max(2, min(folds, len(fleet)))
+    config = bench_config(profile, LAB_DIRECTION, seed=seed, per_unit_duration=True,
+                          horizons=sorted({0.3, 0.5, 0.7, 1.0} | set(horizons)))
+    parts, unscored = [], []
     for fold in range(k):
         test_ids = [fleet.units[i].unit for i in order[fold::k]]
         train = fleet.subset([u.unit for u in fleet.units if u.unit not in set(test_ids)])
-        config = bench_config(profile, LAB_DIRECTION, seed=seed, per_unit_duration=True)
-        parts.append(score_split(train, fleet.subset(test_ids), config=config, horizons=horizons,
-                                 rules=bench_rules()))
+        test = fleet.subset(test_ids)
+        if not any(u.label == 0 for u in train.units):
+            unscored += test_ids
+            parts.append(_unscored_split(test, horizons))
+            continue
+        parts.append(score_split(train, test, config=config, horizons=horizons, rules=bench_rules()))
     joined = concat_splits(parts)
     rows = metric_rows(joined, fleet="finetune", seed=seed, duration=1.0)
     h = 0.3 if 0.3 in horizons else horizons[0]
     per_unit = {u.unit: {"failed": int(u.label), "final_refusal": float(u.values[-1, 0]),
+                         "conditions": dict(zip(fleet.condition_cols, u.conditions.tolist(), strict=True)),
                          **{d: int(joined.flags[d][h][i]) for d in joined.flags}}
                 for i, u in enumerate(joined.test.units)}
     return {"rows": rows, "n_units": len(fleet), "n_failed": int(labels.sum()), "folds": k, "horizon": h,
-            "per_unit": per_unit}
+            "unscored": unscored, "per_unit": per_unit}
+
+
+def _unscored_split(test: Fleet, horizons: tuple[float, ...]) -> SplitScores:
+    split = SplitScores(test)
+    for name in DETECTORS:
+        split.scores[name] = {h: np.full(len(test), np.nan) for h in horizons}
+        split.flags[name] = {h: np.zeros(len(test), dtype=int) for h in horizons}
+    return split
 
 
 def write_tables(out: Path, rows: list[dict], summary: dict, extra: dict) -> None:
@@ -153,7 +170,8 @@ def markdown_report(rows: list[dict], summary: dict, extra: dict) -> str:
     if "finetune" in extra:
         f = extra["finetune"]
         lines += ["", f"## Fine-tuning fleet (cross-fitted, {f['folds']} folds, horizon {f['horizon']})", "",
-                  f"{f['n_units']} runs, {f['n_failed']} end with refusal < 0.5.", "",
+                  f"{f['n_units']} runs, {f['n_failed']} end with refusal < 0.5; unscored (no healthy run to "
+                  f"train on): {len(f['unscored'])}.", "",
                   "| detector | P | R | F1 |", "|---|---|---|---|"]
         for r in f["rows"]:
             if abs(r["horizon"] - f["horizon"]) < 1e-9:
