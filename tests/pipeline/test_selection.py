@@ -75,3 +75,15 @@ def test_split_is_disjoint_balanced_and_honours_declared_splits():
     assert sum(i.kind == "utility" for i in splits["selection"]) == 5
     assert split_items(items, seed=0) == splits  # deterministic
     assert split_items(items, seed=1) != splits
+
+
+def test_disk_full_detection():
+    import errno
+    import sqlite3
+
+    from realignkit.pipeline.rundir import is_disk_full
+
+    assert is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(sqlite3.OperationalError("no such table: x"))

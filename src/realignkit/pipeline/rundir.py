@@ -17,6 +17,7 @@ import errno
 import json
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC/EDQUOT from a file write, or SQLite's own "database or disk is full" (the generation cache)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return "full" in str(exc).lower()
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 

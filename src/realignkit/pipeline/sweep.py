@@ -7,6 +7,7 @@ Resumable: each finished candidate is a state file in the run dir (see rundir.py
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -69,11 +70,11 @@ def run_sweep(
         rows = runner.candidates()
         summary = runner.summarise(references, rows)
         runner.finish(summary, started)
-    except OSError as exc:
+    except (OSError, sqlite3.OperationalError) as exc:
         if is_disk_full(exc):
             shutil.rmtree(run.scratch, ignore_errors=True)
             raise BadInputError(
-                f"disk full while sweeping into {str(run.work)!r} ({exc.strerror}); free space and rerun the same "
+                f"disk full while sweeping into {str(run.work)!r} ({getattr(exc, 'strerror', None) or exc}); free space and rerun the same "
                 f"command to resume ({len(list(run.candidates_dir.glob('*.json')))} results kept)"
             ) from None
         raise
