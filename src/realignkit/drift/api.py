@@ -193,7 +193,7 @@ def run_bench(
     started = time.time()
     check_output_not_inside_inputs(out, [lab, gaas])
     lab_fleet = load_lab_fleet(lab) if lab is not None else None  # bad lab input fails before any work
-    horizons = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0) if profile == "full" else (0.3, 0.5, 1.0)
+    horizons = (0.1, 0.2, 0.3, 0.5, 0.7, 1.0) if profile == "full" else (0.3, 0.5, 1.0)
     with atomic_output_dir(out, force=force) as tmp:
         plots = tmp / "plots"
         plots.mkdir()
