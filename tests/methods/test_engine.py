@@ -138,19 +138,21 @@ def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path
     [
         ("task_arithmetic", {"scale": 0.7}, "full"),
         ("ties", {"density": 0.3, "weights": [0.6, 0.4]}, "full"),
+        ("ties", {"density": 0.3}, "bf16"),  # bf16 task vectors tie a lot at the top-k boundary
         ("interpolate", {"alpha": 0.4}, "lora"),
         ("resta", {"beta": 2.0}, "vlm"),
     ],
 )
 def test_row_blocks_give_the_same_output_as_whole_tensors(
-    tiny_family, tiny_lora_dir, tiny_vlm_tuned_dir, tmp_path, method, params, tuned_key
+    tiny_family, tiny_bf16_family, tiny_lora_dir, tiny_vlm_tuned_dir, tmp_path, method, params, tuned_key
 ):
     tuned = {"full": [tiny_family["tuned"], tiny_family["tuned2"]], "lora": [tiny_lora_dir],
-             "vlm": [tiny_vlm_tuned_dir]}[tuned_key]
+             "vlm": [tiny_vlm_tuned_dir], "bf16": [tiny_bf16_family["tuned"], tiny_bf16_family["tuned2"]]}[tuned_key]
+    aligned = tiny_bf16_family["aligned"] if tuned_key == "bf16" else tiny_family["aligned"]
     outputs = {}
     for block in (1 << 20, 100):  # 100 entries: every 2-D tensor is split into blocks of 1-3 rows
         out = tmp_path / f"block{block}"
-        run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, base=tiny_family["base"], out=out,
+        run_repair(method, params, aligned=aligned, tuned=tuned, base=tiny_family["base"], out=out,
                    options=RepairOptions(show_progress=False, block_elements=block, max_shard_bytes=50_000))
         outputs[block] = load_dir(out)
     assert outputs[100].keys() == outputs[1 << 20].keys()

@@ -168,19 +168,38 @@ def test_unknown_method_suggests_closest():
 
 @pytest.mark.parametrize("k", [1, 7, 500, 999, 1000])
 def test_kth_largest_radix_select_is_exact(k):
-    from realignkit.methods._vectors import kth_largest
+    from realignkit.methods._topk import kth_largest
 
     values = torch.cat([_random(900, seed=5).abs(), torch.zeros(60), torch.full((40,), 0.5)])  # zeros and ties
-    assert kth_largest(values, k).item() == values.kthvalue(values.numel() - k + 1).values.item()
+    assert kth_largest(values, k) == values.kthvalue(values.numel() - k + 1).values.item()
     tiny = torch.tensor([3e-41, 1e-45, 2.0, float("inf")])  # subnormals and inf keep their order
-    assert kth_largest(tiny, 3).item() == pytest.approx(3e-41, rel=1e-3)
-    assert kth_largest(tiny, 1).item() == float("inf")
+    assert kth_largest(tiny, 3) == pytest.approx(3e-41, rel=1e-3)
+    assert kth_largest(tiny, 1) == float("inf")
 
 
-def test_ties_blocks_match_reference_on_tensor_bigger_than_a_block():
+def test_top_k_blocks_keeps_exactly_k_with_ties_broken_by_position():
+    from realignkit.methods._topk import keep_mask, top_k_blocks
+
+    magnitude = torch.tensor([3.0, 1.0, 2.0, 2.0, 0.0, 2.0, 2.0, 5.0, 2.0, 1.0])  # the 2.0s tie at the boundary
+    blocks = [magnitude[0:4], magnitude[4:7], magnitude[7:10]]
+    (top,) = top_k_blocks(lambda: ([b] for b in blocks), 5)  # 5.0, 3.0 and the first three 2.0s
+    assert top.threshold == 2.0 and top.equal_per_block == (2, 2, 1) and top.keep_equal_per_block == (2, 1, 0)
+    mask = torch.cat([keep_mask(b.clone(), top, i) for i, b in enumerate(blocks)])
+    assert mask.tolist() == [1, 0, 1, 1, 0, 1, 0, 1, 0, 0]
+
+
+def test_ties_keeps_exactly_k_on_quantised_task_vectors():
+    aligned = torch.zeros(40, 50)
+    tuned = [torch.randint(-3, 4, (40, 50), generator=torch.Generator().manual_seed(1)).float()]  # heavy ties
+    out = _call("ties", {"density": 0.3}, aligned, tuned)
+    assert int((out != 0).sum()) == 600  # exactly k = 0.3 · 2000, although |τ| takes only 4 values
+
+
+def test_ties_blocks_match_reference_on_tensor_bigger_than_a_block(monkeypatch):
     from realignkit.methods import ties as ties_module
 
-    aligned = _random(300, 1000, seed=11)  # 300k entries > one block
+    monkeypatch.setattr(ties_module, "BLOCK", 70_000)  # 300k entries: five blocks, the last one partial
+    aligned = _random(300, 1000, seed=11)
     tuned = [aligned + _random(300, 1000, seed=12), aligned + _random(300, 1000, seed=13)]
     out = _call("ties", {"density": 0.25, "weights": [0.4, 0.6]}, aligned, tuned)
     assert aligned.numel() > ties_module.BLOCK

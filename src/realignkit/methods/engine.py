@@ -32,7 +32,7 @@ from realignkit.common.errors import BadInputError
 from realignkit.methods.context import RepairContext, TensorBundle, TensorPlan
 from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
-from realignkit.methods.streaming import WorkItem, block_iterator, stream, work_items
+from realignkit.methods.streaming import WorkItem, block_iterator, row_blocks, stream, work_items
 
 PathLike = str | os.PathLike[str]
 OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -152,7 +152,9 @@ def _make_compute(
         if row.passthrough:
             return _passthrough(row, aligned, tuned)
         bundle = loader(row, item.rows, check=not check_output)
-        extra = {"stats": stats.result()} if stats is not None else {}  # only methods with tensor_stats
+        extra = {}
+        if stats is not None and (per_tensor := stats.result()) is not None:  # only methods with tensor_stats
+            extra["stats"] = per_tensor(item.rows)
         result = spec.fn(
             bundle.aligned, bundle.tuned, params, unaligned=bundle.unaligned, name=row.out_name, state=state, **extra
         )
@@ -227,7 +229,8 @@ def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, blo
 
     def job(row: TensorPlan) -> Any:
         blocks = block_iterator(lambda r, rows: loader(r, rows, check=False), row, block_elements)
-        return tensor_stats(blocks, params, name=row.out_name, shape=row.shape)
+        starts = [start for start, _ in row_blocks(row, block_elements)]
+        return tensor_stats(blocks, params, name=row.out_name, shape=row.shape, block_starts=starts)
 
     return job
 

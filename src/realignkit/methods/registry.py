@@ -38,10 +38,12 @@ engine checks the *output* for NaN/Inf instead of every input (one pass instead 
 must propagate non-finite inputs to its output (plain arithmetic does: x·0 and inf−inf are NaN).
 
 An elementwise method that needs a statistic of the whole tensor first (TIES' magnitude threshold) also
-passes ``tensor_stats=fn(blocks, params, *, name, shape) -> stats``: ``blocks()`` returns a fresh iterator over the
-tensor's row blocks as fp32 ``TensorBundle`` objects (call it once per pass). The engine then calls
-``fn(..., stats=stats)`` on each block. When a tensor is small enough to go whole, ``stats`` is not passed,
-and ``fn`` must compute what it needs itself.
+passes ``tensor_stats=fn(blocks, params, *, name, shape, block_starts) -> per_block | None``: ``blocks()``
+returns a fresh iterator over the tensor's row blocks as fp32 ``TensorBundle`` objects (call it once per
+pass); ``block_starts`` lists each block's first row. ``per_block`` is a callable: the engine calls
+``per_block((start, stop))`` for each block and passes the result to ``fn(..., stats=...)``. When a tensor
+is small enough to go whole (or ``per_block`` is None), ``stats`` is not passed and ``fn`` computes what
+it needs itself.
 
 A method that can write a modified LoRA adapter instead of a merged model (Safe LoRA) declares an ``output``
 parameter and passes ``adapter_output=fn(ctx, params, state, out_dir) -> list[file names]``; with

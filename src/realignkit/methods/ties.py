@@ -12,12 +12,8 @@ from typing import Any
 import torch
 from pydantic import Field, field_validator
 
-from realignkit.methods._vectors import (
-    WeightedMergeParams,
-    kth_largest_blocks,
-    resolve_weights,
-    trim_threshold,
-)
+from realignkit.methods._topk import TopK, keep_mask, top_k_blocks
+from realignkit.methods._vectors import WeightedMergeParams, resolve_weights
 from realignkit.methods.registry import register_method
 
 
@@ -33,17 +29,30 @@ class TiesParams(WeightedMergeParams):
         return weights
 
 
-def trim_thresholds(
-    blocks: Callable[[], Iterator[Any]], params: TiesParams, *, name: str = "", shape: tuple[int, ...] = ()
-) -> list[torch.Tensor | None] | None:
-    """Per-tensor statistic for the blockwise pass: every τ_i's trim threshold, in two passes over the blocks."""
+class TiesBlockStats:
+    """Per-tensor top-k selection of every τ_i, handed to each engine row block as (TopK, block index)."""
+
+    def __init__(self, tops: list[TopK], block_starts: list[int]) -> None:
+        self.tops = tops
+        self.index = {start: i for i, start in enumerate(block_starts)}
+
+    def __call__(self, rows: tuple[int, int]) -> tuple[list[TopK], int]:
+        return self.tops, self.index[rows[0]]
+
+
+def top_k_stats(
+    blocks: Callable[[], Iterator[Any]], params: TiesParams, *, name: str = "", shape: tuple[int, ...] = (),
+    block_starts: list[int] | None = None,
+) -> TiesBlockStats | None:
+    """tensor_stats hook: exact top-k of every |τ_i| of one tensor, two passes over its row blocks."""
     if params.density >= 1.0:
         return None
     keep = max(1, int(params.density * math.prod(shape)))
-    return kth_largest_blocks(lambda: ([(t - b.aligned).abs_() for t in b.tuned] for b in blocks()), keep)
+    tops = top_k_blocks(lambda: ([(t - b.aligned).abs_() for t in b.tuned] for b in blocks()), keep)
+    return TiesBlockStats(tops, block_starts or [])
 
 
-@register_method("ties", params=TiesParams, multi_tuned=True, elementwise=True, tensor_stats=trim_thresholds)
+@register_method("ties", params=TiesParams, multi_tuned=True, elementwise=True, tensor_stats=top_k_stats)
 def ties(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],
@@ -52,49 +61,55 @@ def ties(
     unaligned: torch.Tensor | None = None,
     name: str = "",
     state: Any = None,
-    stats: list[torch.Tensor | None] | None = None,
+    stats: tuple[list[TopK], int] | None = None,
 ) -> torch.Tensor:
-    """Trim each τ_i to its top-density entries; elect the sign of Σ w_i·τ̂_i; disjoint weighted mean of agreeing
-    entries: merged = Σ_i [sign(τ̂_i) = γ]·w_i·τ̂_i / Σ_i [sign(τ̂_i) = γ]·w_i; θ = θ_aligned + λ·merged."""
+    """Trim each τ_i to its top-k entries by magnitude (k = max(1, ⌊density·n⌋), ties broken by position);
+    elect γ = sign(Σ w_i·τ̂_i); disjoint weighted mean of the agreeing entries:
+    merged = Σ_i [sign(τ̂_i) = γ]·w_i·τ̂_i / Σ_i [sign(τ̂_i) = γ]·w_i; θ = θ_aligned + λ·merged."""
     weights = resolve_weights(params.weights, len(tuned))
     flat_aligned = aligned.reshape(-1)  # [n]
     flat_tuned = [theta.reshape(-1) for theta in tuned]  # each [n]
-    # The trim threshold needs the whole of each τ_i; everything after it is entry-wise, so it runs in blocks
-    # that stay in cache and keep the temporaries small.
-    if stats is None and params.density < 1.0:  # whole tensor; for row blocks the engine ran trim_thresholds
-        stats = [trim_threshold(theta - flat_aligned, params.density) for theta in flat_tuned]
-    thresholds = [None if t is None else float(t) for t in stats] if stats is not None else [None] * len(tuned)
+    if stats is not None:  # one row block of a big tensor; the engine ran top_k_stats on the whole tensor
+        tops, index = stats
+        merged = _merge_block(flat_aligned, flat_tuned, [(top, index) for top in tops], weights, params.scale)
+        return merged.reshape(aligned.shape)
+    # A whole tensor: the same two-pass selection over its own blocks, then the entry-wise merge per block.
+    starts = list(range(0, flat_aligned.numel(), BLOCK))
+    pieces = [(s, min(s + BLOCK, flat_aligned.numel())) for s in starts]
+    tops = None
+    if params.density < 1.0:
+        keep = max(1, int(params.density * flat_aligned.numel()))
+        tops = top_k_blocks(lambda: ([(t[a:b] - flat_aligned[a:b]).abs_() for t in flat_tuned] for a, b in pieces), keep)
     merged = torch.empty_like(flat_aligned)
-    for start in range(0, flat_aligned.numel(), BLOCK):
-        stop = min(start + BLOCK, flat_aligned.numel())
+    for index, (start, stop) in enumerate(pieces):
+        selections = [(top, index) for top in tops] if tops is not None else [None] * len(tuned)
         merged[start:stop] = _merge_block(
-            flat_aligned[start:stop], [theta[start:stop] for theta in flat_tuned], thresholds, weights, params.scale
+            flat_aligned[start:stop], [t[start:stop] for t in flat_tuned], selections, weights, params.scale
         )
     return merged.reshape(aligned.shape)
 
 
-BLOCK = 1 << 18
+BLOCK = 1 << 20
 
 
 def _merge_block(
     aligned: torch.Tensor,
     tuned: list[torch.Tensor],
-    thresholds: list[float | None],
+    selections: list[tuple[TopK, int] | None],
     weights: list[float],
     scale: float,
 ) -> torch.Tensor:
     """TIES on one block of entries (all [b]): trim, elect the sign of Σ w_i·τ̂_i, disjoint weighted mean.
 
-    Written for few passes over memory: agreement as a float 0/1 mask from (τ̂_i·γ > 0), the weighted sums
-    with fused addcmul/add, and θ_aligned + λ·num/den with one addcdiv.
+    Written for few passes over memory: float 0/1 masks from in-place compares with Python floats (bool masks
+    and 0-dim tensor operands are slow paths in torch), fused addcmul/add, one addcdiv for θ + λ·num/den.
     """
     vectors = []
-    for theta, threshold in zip(tuned, thresholds, strict=True):
+    for theta, selection in zip(tuned, selections, strict=True):
         tau = theta - aligned
-        if threshold is not None:
-            # A float 0/1 mask from an in-place compare with a Python float: bool masks and 0-dim tensor
-            # operands take slow non-vectorised paths in torch (5-10x slower per entry, measured).
-            tau.mul_(tau.abs().ge_(threshold))
+        if selection is not None:
+            top, index = selection
+            tau.mul_(keep_mask(tau.abs(), top, index))
         vectors.append(tau)
     elected = torch.mul(vectors[0], weights[0])
     for vector, weight in zip(vectors[1:], weights[1:], strict=True):
