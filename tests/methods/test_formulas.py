@@ -212,3 +212,8 @@ def test_ties_blocks_match_reference_on_tensor_bigger_than_a_block(monkeypatch):
     den = sum(m * w for m, w in zip(agree, [0.4, 0.6], strict=True))
     expected = aligned + torch.where(den > 0, num / torch.where(den > 0, den, 1), 0)
     torch.testing.assert_close(out, expected)
+
+
+def test_single_values_for_list_parameters_are_accepted():
+    assert get_method("task_arithmetic").parse_params({"weights": 0.5}).weights == [0.5]
+    assert get_method("safe_lora").parse_params({"targets": "q_proj"}).targets == ["q_proj"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from realignkit.methods.registry import MethodParams
 
@@ -19,6 +19,11 @@ class WeightedMergeParams(MethodParams):
 
     scale: float = Field(1.0, ge=-10, le=10, allow_inf_nan=False, description="λ, multiplies the merged vector")
     weights: list[FiniteFloat] | None = Field(None, min_length=1, description="w_i, one per --tuned (default 1)")
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _one_weight_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
 def resolve_weights(weights: Sequence[float] | None, count: int) -> list[float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from safetensors.torch import save_file
 
 from realignkit.checkpoints import module_matches, module_of
@@ -32,6 +32,11 @@ class SafeLoraParams(MethodParams):
     num_layers: int | None = Field(None, ge=1, description="project the num_layers modules with the lowest s")
     targets: list[str] | None = Field(None, min_length=1, description="module globs (default: see module doc)")
     output: Literal["model", "adapter"] = Field("model", description="adapter: write the projected LoRA adapter")
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _one_target_is_a_list(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _one_selection_rule(self) -> SafeLoraParams:
