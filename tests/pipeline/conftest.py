@@ -15,6 +15,8 @@ def chromium():
 
 
 def _as_lab_dir(value) -> Path:
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
     for attr in ("path", "lab_dir", "root"):
         if hasattr(value, attr):
             return Path(getattr(value, attr))

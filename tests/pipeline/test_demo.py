@@ -1,19 +1,24 @@
 """`realignkit demo` on the reduced organism: audits, sweeps where safety was lost, index.html in Chromium."""
 
 import json
+import os
 import subprocess
 import sys
 
 from realignkit.cli import main
 
 from .browser import probe_page
+from .test_sweep_e2e import assert_pick_rule
+
+# The organism's matrices are tiny: more torch threads only spin on 2 shared cores.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
     out = tmp_path / "demo"
     command = [sys.executable, "-m", "realignkit.cli", "demo", "--profile", "tiny", "--lab", str(sweep_lab),
                "--methods", "interpolate", "--limit", "6", "--no-progress", "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lab"]["reused"] is True
@@ -24,8 +29,11 @@ def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
         assert row["safety_lost"] > 0.05
         repair = row["repair"]
         assert repair["label"].startswith("interpolate(")
-        # The repair, measured on the held-out test split, is safer than the fine-tune.
-        assert repair["test"]["harmful_rate"] < row["tuned"]["harmful_rate"]
+        sweep = json.loads((out / "sweeps" / name / "sweep.json").read_text())
+        assert_pick_rule(sweep)
+        # The summary quotes the sweep's TEST-split numbers for the picked repair.
+        assert repair["test"]["harmful_rate"] == sweep["winner"]["test"]["harmful_rate"]
+        assert sweep["winner"]["test"]["split"] == "test"
         assert (out / row["sweep_report"]).is_file() and (out / row["audit_report"]).is_file()
     # The terminal shows the path and the summary table.
     assert str(out / "index.html") in result.stdout
@@ -40,7 +48,7 @@ def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
 
     cache = KeyValueCache(out / "cache" / "generations.sqlite", table="generations")
     entries = len(cache)
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     assert again.returncode == 0, again.stderr[-2000:]
     assert len(cache) == entries
     assert json.loads((out / "summary.json").read_text())["scenarios"] == summary["scenarios"]

@@ -19,6 +19,9 @@ from realignkit.pipeline.sweep import run_sweep
 
 from .browser import probe_page
 
+# The organism's matrices are tiny: more torch threads only spin on 2 shared cores.
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
+
 SWEEP = [sys.executable, "-m", "realignkit.cli", "sweep"]
 GRID = ["--methods", "interpolate,resta", "--grid", "interpolate.alpha=0.2,0.5,0.8", "--grid", "resta.beta=0.5,1.0"]
 SMALL = ["--limit", "6", "--max-new-tokens", "16", "--no-progress"]
@@ -35,10 +38,24 @@ def candidate_states(run_dir: Path) -> dict[str, int]:
             if not p.stem.startswith("_reference")}
 
 
+def assert_pick_rule(summary):
+    """The winner is the least harmful candidate (selection split) among those meeting the utility floor; when
+    none meets it, the winner is flagged as missing the floor."""
+    winner = summary["winner"]
+    eligible = [c for c in summary["candidates"] if c["meets_floor"]]
+    assert winner["meets_floor"] == bool(eligible)
+    if eligible:
+        assert winner["id"] in {c["id"] for c in eligible}
+        assert winner["selection"]["harmful_rate"] == min(c["selection"]["harmful_rate"] for c in eligible)
+    for c in summary["candidates"]:
+        kept = c["selection"]["utility_retained"]
+        assert c["meets_floor"] == (kept is None or kept >= summary["utility_floor"] - 1e-12)
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(sweep_lab, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep") / "whole"
-    result = subprocess.run(sweep_args(sweep_lab, out), capture_output=True, text=True, timeout=600)
+    result = subprocess.run(sweep_args(sweep_lab, out), capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-2000:]
     return out, json.loads((out / "sweep.json").read_text()), result.stdout
 
@@ -52,9 +69,11 @@ def test_uninterrupted_sweep_outputs(uninterrupted, chromium):
     assert winner["id"] in summary["pareto_front"]
     assert winner["test"]["split"] == "test" and winner["selection"]["split"] == "selection"
     assert summary["references"]["tuned"]["test"]["split"] == "test"
-    # The organism's fine-tune lost safety; the picked repair must be safer than tuned on the held-out split.
-    tuned_harm = summary["references"]["tuned"]["test"]["harmful_rate"]
-    assert winner["test"]["harmful_rate"] < tuned_harm
+    assert_pick_rule(summary)
+    # The organism's fine-tune lost safety, and the grid reaches a safer model (alpha=0.2 is close to aligned).
+    tuned = summary["references"]["tuned"]["selection"]["harmful_rate"]
+    assert tuned > summary["references"]["aligned"]["selection"]["harmful_rate"]
+    assert min(c["selection"]["harmful_rate"] for c in summary["candidates"]) < tuned
     assert (out / "winner" / "config.json").is_file() and list((out / "winner").glob("*.safetensors"))
     assert not (out.parent / "whole.partial").exists()
     assert "winner:" in stdout and "test split" in stdout
@@ -66,7 +85,8 @@ def test_sigterm_then_rerun_resumes_with_the_same_winner(uninterrupted, sweep_la
     _, reference, _ = uninterrupted
     out = tmp_path / "killed"
     partial = tmp_path / "killed.partial"
-    process = subprocess.Popen(sweep_args(sweep_lab, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(sweep_args(sweep_lab, out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=ONE_THREAD)
     deadline = time.time() + 300
     while time.time() < deadline and not (partial.is_dir() and candidate_states(partial)):
         assert process.poll() is None, process.communicate()[1][-2000:]
@@ -79,7 +99,7 @@ def test_sigterm_then_rerun_resumes_with_the_same_winner(uninterrupted, sweep_la
     finished = candidate_states(partial)
     assert 1 <= len(finished) < len(reference["candidates"])
 
-    rerun = subprocess.run(sweep_args(sweep_lab, out), capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(sweep_args(sweep_lab, out), capture_output=True, text=True, timeout=600, env=ONE_THREAD)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     evaluated = len(reference["candidates"]) - len(finished)
     assert f"{evaluated} evaluated, {len(finished)} resumed" in rerun.stdout
