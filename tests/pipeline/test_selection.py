@@ -66,15 +66,23 @@ def _item(i, kind, split=None):
 
 
 def test_split_is_disjoint_balanced_and_honours_declared_splits():
-    items = [_item(i, k) for k in ("harmful", "utility") for i in range(10)] + [_item(99, "harmful", "test")]
+    declared = [_item(98, "harmful", "select"), _item(99, "harmful", "test")]
+    items = [_item(i, k) for k in ("harmful", "utility") for i in range(10)] + declared
     splits = split_items(items, seed=0)
     sel = {i.id for i in splits["selection"]}
     test = {i.id for i in splits["test"]}
-    assert not sel & test and len(sel | test) == 21
-    assert "harmful99" in test
+    assert not sel & test and len(sel | test) == 22
+    assert "harmful99" in test and "harmful98" in sel
     assert sum(i.kind == "utility" for i in splits["selection"]) == 5
     assert split_items(items, seed=0) == splits  # deterministic
     assert split_items(items, seed=1) != splits
+
+
+def test_a_single_declared_split_is_not_trusted():
+    # Only test-split files given: split them by hash rather than leave the selection split empty.
+    items = [_item(i, "harmful", "test") for i in range(6)]
+    splits = split_items(items)
+    assert len(splits["selection"]) == len(splits["test"]) == 3
 
 
 def test_disk_full_detection():

@@ -24,14 +24,20 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+_SPLIT_NAMES = {"selection": "selection", "select": "selection", "test": "test"}
+
+
 def split_items(items: Sequence[SuiteItem], seed: int = 0) -> dict[str, list[SuiteItem]]:
-    """Disjoint selection/test splits. An item's own `meta["split"]` wins; the rest are split per kind by a
-    seeded hash of their id, alternating, so both splits get the same mix of kinds."""
+    """Disjoint selection/test splits. Items' own `meta["split"]` (selection|select|test, as the lab writes)
+    wins when the items declare both splits; the rest are split per kind by a seeded hash of their id,
+    alternating, so both splits get the same mix of kinds."""
+    declared_names = {_SPLIT_NAMES.get((item.meta or {}).get("split", "")) for item in items}
+    honour = {"selection", "test"} <= declared_names
     splits: dict[str, list[SuiteItem]] = {name: [] for name in SPLITS}
     unassigned: dict[str, list[SuiteItem]] = {}
     for item in items:
-        declared = item.meta.get("split") if item.meta else None
-        if declared in SPLITS:
+        declared = _SPLIT_NAMES.get((item.meta or {}).get("split", "")) if honour else None
+        if declared is not None:
             splits[declared].append(item)
         else:
             unassigned.setdefault(item.kind, []).append(item)
