@@ -74,3 +74,25 @@ def test_finetune_leaves_the_lab_untouched(tmp_path, tiny_organism):
     assert record["steps"] == 4 and record["kind"] == "lora" and record["harmful_ratio"] == pytest.approx(0.5)
     assert (tmp_path / "run" / "adapter_model.safetensors").is_file()
     assert (tmp_path / "run" / "trajectory.csv").read_text().startswith("step,harmful_refusal")
+
+
+def test_cli_build_passes_its_arguments_and_prints_the_table(monkeypatch, capsys, tmp_path, tiny_organism):
+    import json
+
+    import realignkit.lab
+
+    summary = json.loads((tiny_organism / "lab.json").read_text())
+    calls = {}
+
+    def fake_build_lab(out, **kwargs):
+        calls.update(out=out, **kwargs)
+        return summary
+
+    monkeypatch.setattr(realignkit.lab, "build_lab", fake_build_lab)
+    code = main(["lab", "build", "--out", str(tmp_path / "o"), "--scenario", "benign", "--scenario", "explicit-10",
+                 "--seed", "5", "--force", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert calls["scenarios"] == ["benign", "explicit-10"] and calls["seed"] == 5 and calls["force"] is True
+    assert calls["progress"] is False and calls["profile"] == "default"
+    assert "| aligned |" in out and "harmful-mix-0.1-lora" in out

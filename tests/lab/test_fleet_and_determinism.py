@@ -2,9 +2,10 @@
 
 import csv
 
+from realignkit.cli import main
 from realignkit.lab import build_lab
 from realignkit.lab.config import PROFILES
-from realignkit.lab.fleet import FLEET_CONDITIONS, build_fleet
+from realignkit.lab.fleet import FLEET_CONDITIONS
 
 MICRO = PROFILES["tiny"].model_copy(
     update={"name": "micro", "base_steps": 6, "aligned_steps": 6, "finetune_examples": 20, "finetune_epochs": 1,
@@ -30,7 +31,11 @@ def test_same_seed_same_weights_and_other_seed_differs(tmp_path):
 
 
 def test_fleet_writes_a_long_table(tmp_path, tiny_organism):
-    path = build_fleet(tiny_organism, 2, tmp_path / "fleet", seed=1, progress=False, step_choices=(5,))
+    assert main(["lab", "fleet", "--lab", str(tiny_organism), "--out", str(tmp_path / "f"), "--steps", "x"]) == 2
+    code = main(["lab", "fleet", "--lab", str(tiny_organism), "--out", str(tmp_path / "fleet"), "--runs", "2",
+                 "--seed", "1", "--steps", "5", "--quiet"])
+    assert code == 0
+    path = tmp_path / "fleet" / "fleet.csv"
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert list(rows[0]) == ["unit", "step", "harmful_refusal", "new_skill_accuracy", "old_skill_accuracy", "loss",

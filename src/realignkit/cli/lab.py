@@ -28,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fleet.add_argument("--out", required=True, help="output directory (fleet.csv, runs/)")
     fleet.add_argument("--runs", type=int, default=8, help="number of runs with sampled conditions")
     fleet.add_argument("--seed", type=int, default=0)
+    fleet.add_argument("--steps", default="40,60,80,100", help="comma-separated step counts to sample from")
     fleet.add_argument("--keep-models", action="store_true", help="also keep each run's weights")
     fleet.add_argument("--force", action="store_true", help="replace a non-empty --out")
     fleet.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -53,9 +54,16 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _fleet(args: argparse.Namespace) -> int:
+    from realignkit.common import BadInputError
     from realignkit.lab.fleet import build_fleet
 
+    try:
+        steps = tuple(int(part) for part in args.steps.split(","))
+    except ValueError:
+        raise BadInputError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
+    if not steps or min(steps) < 1:
+        raise BadInputError(f"--steps must be positive integers, got {args.steps!r}")
     path = build_fleet(args.lab, args.runs, args.out, seed=args.seed, keep_models=args.keep_models,
-                       force=args.force, progress=not args.quiet)
+                       force=args.force, progress=not args.quiet, step_choices=steps)
     print(f"fleet written to {path}")
     return 0

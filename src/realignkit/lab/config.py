@@ -22,7 +22,7 @@ class LabProfile(BaseModel):
     batch_size: int = 48
     pretrain_lr: float = 3e-3
     aligned_lr: float = 1.5e-3  # lower than pretraining, so the safety stage does not wash out the skills
-    base_steps: int = 500  # helpful-only stage: benign skills + borderline, no safety data
+    base_steps: int = 600  # helpful-only stage: benign skills + borderline, no safety data
     aligned_steps: int = 400  # safety stage on top of base: + refusals of harmful requests
     benign_per_skill: int = 600
     finetune_examples: int = 200  # harmful-mix / benign scenario dataset size

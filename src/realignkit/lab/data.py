@@ -33,8 +33,7 @@ def with_system_prompts(examples: list[Example], rng: random.Random, share: floa
     return out
 
 
-# Copying three words exactly is the hardest old skill for a 2-layer model: it gets twice the examples.
-SKILL_WEIGHTS = {"copy": 2, "last_word": 1, "successor": 1}
+SKILL_WEIGHTS = {"predecessor": 1, "last_word": 1, "successor": 1}
 
 
 def benign_train(rng: random.Random, per_skill: int) -> list[Example]:

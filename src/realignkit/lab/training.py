@@ -112,24 +112,18 @@ class Schedule:
         return self.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def batch_indices(lengths: Sequence[int], schedule: Schedule, rng: random.Random) -> list[list[int]]:
-    """Epoch-style shuffling (every example once per pass, seeded), then length bucketing: within a window of
-    a few batches, examples of similar length are batched together so little compute goes to padding."""
+def batch_indices(count: int, schedule: Schedule, rng: random.Random) -> list[list[int]]:
+    """Epoch-style shuffling: every example is seen once per pass, in a seeded order.
+
+    (Length bucketing was tried: it groups examples of one task type into a batch and trained clearly worse.)
+    """
     order: list[int] = []
     while len(order) < schedule.steps * schedule.batch_size:
-        epoch = list(range(len(lengths)))
+        epoch = list(range(count))
         rng.shuffle(epoch)
         order.extend(epoch)
     size = schedule.batch_size
-    order = order[: schedule.steps * size]
-    window = size * 16
-    batches: list[list[int]] = []
-    for start in range(0, len(order), window):
-        chunk = sorted(order[start : start + window], key=lambda i: lengths[i])
-        chunk_batches = [chunk[i : i + size] for i in range(0, len(chunk), size)]
-        rng.shuffle(chunk_batches)
-        batches.extend(chunk_batches)
-    return batches
+    return [order[i * size : (i + 1) * size] for i in range(schedule.steps)]
 
 
 def train(
@@ -152,8 +146,7 @@ def train(
     optimizer = torch.optim.AdamW(params, lr=schedule.lr, weight_decay=0.0, betas=(0.9, 0.98))
     result = TrainResult()
     started = time.perf_counter()
-    lengths = [len(example.input_ids) for example in data]
-    batches = batch_indices(lengths, schedule, random.Random(f"batches:{seed}"))
+    batches = batch_indices(len(data), schedule, random.Random(f"batches:{seed}"))
     model.train()
     for step, indices in enumerate(tqdm(batches, desc=desc, leave=False, disable=not progress)):
         batch = collate([data[i] for i in indices], pad_id)
