@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from realignkit.common.errors import BadInputError
 from realignkit.drift.cvae import PlainAutoencoder
 from realignkit.drift.detectors import SklearnDetector, ThresholdConfig, quantile_threshold
 from realignkit.drift.metrics import lead_times, precision_recall_f1
@@ -35,7 +36,8 @@ class SplitScores:
         """(Re)compute thresholds from the validation scores with one rule per detector, then the flags."""
         for name, by_horizon in self.val_scores.items():
             rule = rules[name]
-            self.thresholds[name] = {h: quantile_threshold(v, rule) for h, v in by_horizon.items()}
+            self.thresholds[name] = {h: quantile_threshold(v, rule) if np.isfinite(v).all() else np.inf
+                                     for h, v in by_horizon.items()}
             self.flags[name] = {h: (self.scores[name][h] > t).astype(int) for h, t in self.thresholds[name].items()}
 
 
@@ -81,7 +83,12 @@ def score_split(
                     warnings.simplefilter("ignore", UserWarning)
                     result.scores[name][horizon] = model.decision_function(test, horizon)
             else:
-                detector = _fit_baseline(name, model, fit_part, horizon, config)
+                try:
+                    detector = _fit_baseline(name, model, fit_part, horizon, config)
+                except BadInputError:  # e.g. LOF with a single healthy training unit: this split is unscored
+                    result.val_scores[name][horizon] = np.full(len(reference), np.nan)
+                    result.scores[name][horizon] = np.full(len(test), np.nan)
+                    continue
                 result.val_scores[name][horizon] = detector.decision_function(*model.spec.features(reference, horizon))
                 result.scores[name][horizon] = detector.decision_function(*model.spec.features(test, horizon))
     default_rule = config.cvae.threshold

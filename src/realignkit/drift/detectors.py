@@ -83,7 +83,9 @@ class SklearnDetector(_ThresholdMixin):
         if self.kind == "ocsvm":
             return OneClassSVM(nu=0.05, gamma="scale")
         if self.kind == "lof":
-            return LocalOutlierFactor(n_neighbors=max(2, min(20, n_rows - 1)), novelty=True)
+            if n_rows < 2:
+                raise BadInputError("LOF needs at least 2 healthy training rows")
+            return LocalOutlierFactor(n_neighbors=min(20, n_rows - 1), novelty=True)
         raise BadInputError(f"unknown baseline {self.kind!r}")
 
     def fit(self, x, c, x_val=None, c_val=None) -> SklearnDetector:

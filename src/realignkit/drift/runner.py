@@ -146,7 +146,7 @@ def _json_default(value):
 
 
 def markdown_report(rows: list[dict], summary: dict, extra: dict) -> str:
-    lines = ["# realignkit drift bench", "", "## F1 at horizon 0.5 (fresh seeds; mean ± std, min)", "",
+    lines = ["# realignkit drift bench", "", "## F1 at horizon 0.5 (mean ± std and min over seeds; laser seeds are fresh)", "",
              "| fleet | detector | F1 mean | F1 std | F1 min | seeds |", "|---|---|---|---|---|---|"]
     for key, s in summary.items():
         fleet, name = key.split("/")
