@@ -22,6 +22,7 @@ def test_demo_end_to_end_on_the_reduced_organism(sweep_lab, tmp_path, chromium):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["lab"]["reused"] is True
+    assert json.loads((out / "realignkit.json").read_text())["command"] == "demo"
     rows = {row["name"]: row for row in summary["scenarios"]}
     assert set(rows) == {"harmful-mix-0.1-full", "harmful-mix-0.1-lora"}
     for name, row in rows.items():

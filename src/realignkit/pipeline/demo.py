@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from realignkit.common import BadInputError
+from realignkit.common import BadInputError, write_manifest
 from realignkit.pipeline.rundir import write_json_atomic
 
 # Lean on purpose: the whole `make demo` (venv + lab + audits + sweeps) must fit in 10 minutes on 2 CPU cores.
@@ -219,6 +219,12 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     from realignkit.report.demo_index import write_demo_index
 
     write_demo_index(summary, settings.out)
+    write_manifest(
+        settings.out, command="demo", started=started, inputs={"lab": lab_dir},
+        parameters={"seed": settings.seed, "profile": settings.profile, "scenarios": settings.scenarios,
+                    "methods": list(settings.methods), "grids": settings.grids, "utility_floor": settings.utility_floor,
+                    "limit": settings.limit, "max_new_tokens": settings.max_new_tokens},
+    )
     return summary
 
 
