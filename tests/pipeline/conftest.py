@@ -41,3 +41,14 @@ def sweep_lab(request, tmp_path_factory) -> Path:
         out = tmp_path_factory.mktemp("pipeline-lab") / "lab"
         build_lab(out, profile="tiny", progress=False)
         return out
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The organism's matrices are tiny: extra torch threads only spin on the 2 shared cores (restored after)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
