@@ -104,3 +104,10 @@ def test_cli_recipe_with_flag_override_is_validated(dirs, capsys):
     assert main(["sweep", "--config", str(recipe), "--utility-floor", "0.8", "--out", str(out)]) == 2
     assert "no --suite given" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_output_inside_an_input_is_refused(dirs, capsys):
+    out = dirs / "tuned" / "sweep"
+    code = main(["sweep", "--aligned", str(dirs / "aligned"), "--tuned", str(dirs / "tuned"), "--out", str(out)])
+    assert code == 2 and "overlaps input" in capsys.readouterr().err
+    assert not out.exists()

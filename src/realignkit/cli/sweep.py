@@ -95,14 +95,12 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.common import check_output_not_inside_inputs
     from realignkit.methods.registry import method_names
     from realignkit.pipeline.config import build_config
     from realignkit.pipeline.summary import format_sweep_summary
     from realignkit.pipeline.sweep import run_sweep
 
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
-    check_output_not_inside_inputs(args.out, [config.aligned, config.tuned, config.base, config.unaligned])
     outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress)
     print(format_sweep_summary(outcome))
     if not outcome.summary["winner"]["meets_floor"]:

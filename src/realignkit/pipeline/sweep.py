@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from realignkit.common import BadInputError, write_manifest
+from realignkit.common import BadInputError, check_output_not_inside_inputs, write_manifest
 from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
 from realignkit.pipeline.config import SweepConfig
@@ -55,6 +55,7 @@ def run_sweep(
     fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
     demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead)."""
     started = time.time()
+    check_output_not_inside_inputs(out, [config.aligned, config.tuned, config.base, config.unaligned])
     plan = make_plan(config)
     run = RunDir(out)
     if not fresh and run.completed_run(plan.arguments, replace_changed=replace_changed):
