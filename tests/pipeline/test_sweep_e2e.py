@@ -157,3 +157,18 @@ def test_changed_arguments_on_an_unfinished_run_are_refused(sweep_lab, tmp_path)
         run_sweep(_config(sweep_lab), out, progress=False, materialize_fn=stop_after_first)
     with pytest.raises(BadInputError, match=r"unfinished sweep with other arguments \(changed: .*grids"):
         run_sweep(_config(sweep_lab, grids={"interpolate": {"alpha": [0.3]}}), out, progress=False)
+
+
+def test_a_candidate_that_cannot_be_built_is_reported_not_fatal(sweep_lab, tmp_path):
+    def refuse_alpha_02(candidate, config, dest):
+        if candidate.params == {"alpha": 0.2}:
+            raise BadInputError("no module matches the targets")
+        materialize(candidate, config, dest)
+
+    outcome = run_sweep(_config(sweep_lab), tmp_path / "one-fails", progress=False, materialize_fn=refuse_alpha_02)
+    summary = outcome.summary
+    assert [c["label"] for c in summary["candidates"]] == ["interpolate(alpha=0.5)"]
+    assert {"label": "interpolate(alpha=0.2)", "reason": "failed: no module matches the targets"}.items() <= \
+        next(s for s in summary["skipped"] if s["label"] == "interpolate(alpha=0.2)").items()
+    assert summary["winner"]["label"] == "interpolate(alpha=0.5)"
+    assert "failed: no module matches the targets" in (outcome.out / "report" / "report.html").read_text()

@@ -138,7 +138,15 @@ class _Runner:
         started = time.time()
         model_dir = self.run.scratch / candidate.id
         try:
-            self.materialize_fn(candidate, self.config, model_dir)
+            try:
+                self.materialize_fn(candidate, self.config, model_dir)
+            except BadInputError as exc:
+                # One method that cannot apply to these checkpoints (e.g. no module matches its targets) must
+                # not sink the other candidates: record why, and leave it out of the front and the pick.
+                state = {"id": candidate.id, "method": candidate.method, "params": candidate.params,
+                         "label": candidate.label(), "failed": str(exc)}
+                self.run.save_state(candidate.id, state)
+                return state
             repaired = time.time()
             metrics = self.evaluator.candidate(model_dir, "selection")
         finally:
@@ -160,7 +168,10 @@ class _Runner:
         self.run.save_state(candidate.id, state)
         return state
 
-    def summarise(self, references: dict[str, dict[str, Any]], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def summarise(self, references: dict[str, dict[str, Any]], all_rows: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [r for r in all_rows if "failed" not in r]
+        failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}"}
+                  for r in all_rows if "failed" in r]
         tuned_utility = references["tuned"]["metrics"]["utility"]
         points = [point_from_metrics(r["id"], r["metrics"], tuned_utility) for r in rows]
         front = set(pareto_front(points))
@@ -197,7 +208,7 @@ class _Runner:
             "references": {"aligned": {"selection": references["aligned"]["metrics"]},
                            "tuned": {"selection": references["tuned"]["metrics"]}},
             "candidates": candidates,
-            "skipped": [_skipped_row(s) for s in self.plan.skipped],
+            "skipped": [_skipped_row(s) for s in self.plan.skipped] + failed,
             "notes": list(self.plan.notes),
             "pareto_front": [c["id"] for c in candidates if c["pareto"]],
             "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": reason},

@@ -131,7 +131,7 @@ def _notes(summary: dict[str, Any]) -> str:
     parts = []
     if summary.get("skipped"):
         items = "".join(f"<li>{_esc(s['label'])}: {_esc(s['reason'])}</li>" for s in summary["skipped"])
-        parts.append(f"<h2>Skipped candidates (they add nothing)</h2><ul>{items}</ul>")
+        parts.append(f"<h2>Skipped (they add nothing) or failed candidates</h2><ul>{items}</ul>")
     if summary.get("notes"):
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_esc(n)}</li>" for n in summary["notes"]) + "</ul>")
     sizes = ", ".join(
