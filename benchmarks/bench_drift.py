@@ -20,6 +20,15 @@ import numpy as np
 
 TUNING_SEEDS = (0, 1, 2)
 MARGINS = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0)
+MAD_KS = (3.0, 5.0, 8.0, 12.0, 20.0, 30.0)
+
+
+def _rules():
+    from realignkit.drift.detectors import ThresholdConfig
+
+    rules = {f"quantile m={m}": ThresholdConfig(rule="quantile", margin=m) for m in MARGINS}
+    rules.update({f"mad k={k}": ThresholdConfig(rule="mad", mad_k=k) for k in MAD_KS})
+    return rules
 
 
 def fit_time(units: int, seed: int) -> dict:
@@ -42,21 +51,21 @@ def fit_time(units: int, seed: int) -> dict:
 def tune() -> dict:
     from realignkit.drift.bench import DETECTORS, metric_rows, score_split
     from realignkit.drift.cvae import CVAEConfig
-    from realignkit.drift.detectors import ThresholdConfig
     from realignkit.drift.generator import generate_laser_fleet
     from realignkit.drift.model import DriftConfig
 
-    f1: dict[str, dict[float, list[float]]] = {name: {m: [] for m in MARGINS} for name in DETECTORS}
+    rules = _rules()
+    f1: dict[str, dict[str, list[float]]] = {name: {r: [] for r in rules} for name in DETECTORS}
     for seed in TUNING_SEEDS:
         train = generate_laser_fleet("vcsel", 400, seed=seed, mix="levels")
         test = generate_laser_fleet("vcsel", 300, seed=seed + 1000, mix="hot")
         config = DriftConfig(seed=seed, cvae=CVAEConfig(direction="increase"))
         split = score_split(train, test, config=config, horizons=(0.5,))
-        for margin in MARGINS:
-            split.apply_thresholds({name: ThresholdConfig(margin=margin) for name in DETECTORS})
+        for label, rule in rules.items():
+            split.apply_thresholds({name: rule for name in DETECTORS})
             for row in metric_rows(split, fleet="vcsel", seed=seed, duration=1.0):
-                f1[row["detector"]][margin].append(row["f1"])
-    table = {name: {str(m): float(np.mean(v)) for m, v in by_margin.items()} for name, by_margin in f1.items()}
+                f1[row["detector"]][label].append(row["f1"])
+    table = {name: {r: float(np.mean(v)) for r, v in by_rule.items()} for name, by_rule in f1.items()}
     best = {name: max(by_margin, key=lambda m: by_margin[m]) for name, by_margin in table.items()}
     return {"seeds": list(TUNING_SEEDS), "mean_f1_at_0.5": table, "best_margin": best}
 
@@ -81,9 +90,8 @@ def main() -> None:
     elif args.what == "tune":
         result = tune()
         print("mean F1 at horizon 0.5 over tuning seeds", result["seeds"])
-        print("detector  " + "  ".join(f"m={m:<4}" for m in MARGINS))
         for name, row in result["mean_f1_at_0.5"].items():
-            print(f"{name:9} " + "  ".join(f"{v:.3f}" for v in row.values()) + f"  best m={result['best_margin'][name]}")
+            print(f"{name:8} " + "  ".join(f"{r}: {v:.3f}" for r, v in row.items()) + f"  | best {result['best_margin'][name]}")
     else:
         from realignkit.drift.api import run_bench
 
