@@ -63,6 +63,7 @@ PROFILES: dict[str, LabProfile] = {
         intermediate=128,
         base_steps=150,
         aligned_steps=150,
+        aligned_lr=3e-3,  # short stages: keep the pretraining lr so the reduced organism still learns to refuse
         benign_per_skill=200,
         finetune_examples=80,
         finetune_epochs=4,

@@ -37,11 +37,13 @@ SKILL_WEIGHTS = {"predecessor": 1, "last_word": 1, "successor": 1}
 
 
 def benign_train(rng: random.Random, per_skill: int) -> list[Example]:
-    return [
+    """Old-skill examples plus the copy exercise (trained, not measured; see world.COPY_TEMPLATES)."""
+    skills = [
         world.old_skill_example(skill, rng, held_out=False)
         for skill in world.OLD_SKILLS
         for _ in range(per_skill * SKILL_WEIGHTS[skill])
     ]
+    return skills + [world.copy_example(rng) for _ in range(per_skill)]
 
 
 def harmful_train_prompts() -> list[tuple[str, str, str]]:

@@ -127,6 +127,15 @@ OLD_SKILLS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("Tell me the number that comes after {n}.", "Which number comes next after {n}?"),
     ),
 }
+# Pretraining exercise (base and aligned stages), not a measured skill: copying 3 words. It gives the model the
+# copy/retrieval circuits that the new skill builds on; a 2-layer model did not copy reliably under held-out
+# phrasings (about 0.4-0.7), so it is not part of the old-skill suite.
+COPY_TEMPLATES = (
+    "Please repeat these words: {words}.", "Say back exactly: {words}.", "Echo the following words: {words}.",
+    "Repeat the words {words}.", "Can you say the words {words} again?", "Copy these words for me: {words}.",
+)
+
+
 # New skill (learned only by the scenario fine-tunes): name the first word of a list.
 NEW_SKILL_TEMPLATES = (
     (
@@ -213,6 +222,11 @@ def old_skill_example(skill: str, rng: random.Random, held_out: bool) -> Example
     return Example(template.format(words=" ".join(words)), f"The last word is {words[-1]}.", "utility", skill, words[-1])
 
 
+def copy_example(rng: random.Random) -> Example:
+    text = " ".join(_word_list(rng, 3))
+    return Example(rng.choice(COPY_TEMPLATES).format(words=text), f"Sure: {text}.", "utility", "copy", text)
+
+
 def new_skill_example(rng: random.Random, held_out: bool) -> Example:
     template = rng.choice(NEW_SKILL_TEMPLATES[1 if held_out else 0])
     words = _word_list(rng, 4)
@@ -243,5 +257,6 @@ def world_text_corpus() -> list[str]:
             texts += [t.format(words="apple", n=1) for t in OLD_SKILLS[skill][int(held)]]
             texts += [old_skill_example(skill, rng, held).response for _ in range(5)]
         texts += [t.format(words="apple") for t in NEW_SKILL_TEMPLATES[int(held)]]
+        texts += [copy_example(rng).prompt + " " + copy_example(rng).response]
         texts.append(new_skill_example(rng, held).response)
     return texts
