@@ -99,12 +99,12 @@ def _late_sudden(fleet: Fleet, after: float) -> int:
 def run_lab_fleet(fleet: Fleet, profile: str, horizons: tuple[float, ...], *, folds: int = 5, seed: int = 0) -> dict:
     """Cross-fitted: each fold's runs are scored by detectors trained on the healthy runs outside the fold.
 
-    Small fleets (≤ 30 runs) use leave-one-out. A fold whose training part has no healthy run cannot be
+    Small fleets (≤ 20 runs) use leave-one-out. A fold whose training part has no healthy run cannot be
     scored: its runs are reported as unscored (flag 0, score NaN) rather than dropped.
     """
     labels = fleet.labels()
     order = np.random.default_rng(seed).permutation(len(fleet))
-    k = len(fleet) if len(fleet) <= 30 else max(2, min(folds, len(fleet)))
+    k = len(fleet) if len(fleet) <= 20 else max(2, min(folds, len(fleet)))
     config = bench_config(profile, LAB_DIRECTION, seed=seed, per_unit_duration=True,
                           horizons=sorted({0.3, 0.5, 0.7, 1.0} | set(horizons)))
     parts, unscored = [], []
