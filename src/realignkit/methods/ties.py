@@ -79,7 +79,10 @@ def ties(
     tops = None
     if params.density < 1.0:
         keep = max(1, int(params.density * flat_aligned.numel()))
-        tops = top_k_blocks(lambda: ([(t[a:b] - flat_aligned[a:b]).abs_() for t in flat_tuned] for a, b in pieces), keep)
+        with torch.no_grad():  # the selection is piecewise constant: no gradient flows through it
+            tops = top_k_blocks(
+                lambda: ([(t[a:b] - flat_aligned[a:b]).abs_() for t in flat_tuned] for a, b in pieces), keep
+            )
     merged = torch.empty_like(flat_aligned)
     for index, (start, stop) in enumerate(pieces):
         selections = [(top, index) for top in tops] if tops is not None else [None] * len(tuned)
@@ -102,24 +105,34 @@ def _merge_block(
     """TIES on one block of entries (all [b]): trim, elect the sign of Σ w_i·τ̂_i, disjoint weighted mean.
 
     Written for few passes over memory: float 0/1 masks from in-place compares with Python floats (bool masks
-    and 0-dim tensor operands are slow paths in torch), fused addcmul/add, one addcdiv for θ + λ·num/den.
+    and 0-dim tensor operands are slow paths in torch), fused addcmul, one addcdiv for θ + λ·num/den.
+    The masks and the elected sign are piecewise constant, so they are computed without autograd; when the
+    inputs require gradients (SOMF trains a mask through this merge) the kept values are combined out of place.
     """
+    differentiable = torch.is_grad_enabled() and (aligned.requires_grad or any(t.requires_grad for t in tuned))
     vectors = []
     for theta, selection in zip(tuned, selections, strict=True):
         tau = theta - aligned
         if selection is not None:
             top, index = selection
-            tau.mul_(keep_mask(tau.abs(), top, index))
+            keep = keep_mask(tau.detach().abs(), top, index)
+            tau = tau * keep if differentiable else tau.mul_(keep)
         vectors.append(tau)
-    elected = torch.mul(vectors[0], weights[0])
-    for vector, weight in zip(vectors[1:], weights[1:], strict=True):
-        elected.add_(vector, alpha=weight)
-    elected.sign_()
-    numerator = torch.zeros_like(aligned)
-    denominator = torch.zeros_like(aligned)
-    for vector, weight in zip(vectors, weights, strict=True):
-        agrees = torch.mul(vector, elected).gt_(0)  # 1.0 where τ̂_i is non-zero with the elected sign, else 0.0
-        numerator.addcmul_(vector, agrees, value=weight)
-        denominator.add_(agrees, alpha=weight)
-    # Where no model agrees the numerator is 0: any positive denominator leaves the aligned value there.
-    return torch.addcdiv(aligned, numerator, denominator.clamp_min_(torch.finfo(torch.float32).tiny), value=scale)
+    with torch.no_grad():
+        elected = torch.mul(vectors[0], weights[0])
+        for vector, weight in zip(vectors[1:], weights[1:], strict=True):
+            elected.add_(vector, alpha=weight)
+        elected.sign_()
+        agreements = [torch.mul(vector, elected).gt_(0) for vector in vectors]  # 1.0 where sign(τ̂_i) = γ, τ̂_i ≠ 0
+        denominator = torch.zeros_like(aligned)
+        for agrees, weight in zip(agreements, weights, strict=True):
+            denominator.add_(agrees, alpha=weight)
+        # Where no model agrees the numerator is 0: any positive denominator leaves the aligned value there.
+        denominator.clamp_min_(torch.finfo(torch.float32).tiny)
+    if differentiable:
+        numerator = sum(vector * agrees * weight for vector, agrees, weight in zip(vectors, agreements, weights, strict=True))
+    else:
+        numerator = torch.zeros_like(aligned)
+        for vector, agrees, weight in zip(vectors, agreements, weights, strict=True):
+            numerator.addcmul_(vector, agrees, value=weight)
+    return torch.addcdiv(aligned, numerator, denominator, value=scale)
