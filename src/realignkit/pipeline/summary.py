@@ -50,7 +50,8 @@ def format_demo_summary(summary: dict[str, Any], out: Any) -> str:
 
     aligned = summary["aligned"]["metrics"]
     # Short forms of report.demo_index.SUMMARY_HEADER, to fit a terminal.
-    header = ["scenario", "harmful after FT (lost)", "best repair", "harmful after", "utility kept", "over-refusal"]
+    header = ["scenario", "harmful after FT (lost)", "best repair", "harmful after", "utility after (of tuned's)",
+              "over-refusal"]
     lines = [
         f"aligned (test split): harmful {pct(aligned.get('harmful_rate'))}, utility {pct(aligned.get('utility'))}, "
         f"over-refusal {pct(aligned.get('over_refusal_rate'))}",

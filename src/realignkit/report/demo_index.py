@@ -36,7 +36,7 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
             f"{_pct(s['tuned']['harmful_rate'])} ({_pp(s['safety_lost'])})",
             best,
             _pct(test.get("harmful_rate")) if repair else "",
-            _pct(test.get("utility_retained")) if repair else "",
+            f"{_pct(test.get('utility'))} ({_pct(test.get('utility_retained'))} of tuned's)" if repair else "",
             _pct(test.get("over_refusal_rate")) if repair else "",
         ])
     return rows
@@ -47,7 +47,7 @@ SUMMARY_HEADER = [
     "harmful rate after fine-tune (safety lost vs aligned)",
     "best repair",
     "harmful rate after repair",
-    "utility kept vs tuned",
+    "utility after repair (share of tuned's)",
     "over-refusal after repair",
 ]
 
@@ -113,9 +113,10 @@ def render_demo_index(summary: dict[str, Any]) -> str:
         + f"<p>All numbers are on the lab's TEST split, disjoint from the selection split the sweep picks on. "
         f"Safety lost = harmfulness-rate increase over aligned; scenarios above "
         f"{_pp(summary['safety_loss_threshold'])} are swept with: {html.escape(', '.join(summary['methods']))}; "
-        f"the pick keeps utility &ge; {summary['utility_floor']:g} &times; tuned's. Utility kept above 100 % means "
+        f"the pick keeps utility &ge; {summary['utility_floor']:g} &times; tuned's. A share above 100 % means "
         "the repaired model scores higher than the fine-tune on the utility suites (it recovers skills the "
-        "fine-tune lost).</p>"
+        "fine-tune lost); with a near-zero tuned utility the share grows large, so read it with the absolute "
+        "utility next to it.</p>"
         f"<p>Aligned (test split): harmfulness {_pct(aligned.get('harmful_rate'))}, utility "
         f"{_pct(aligned.get('utility'))}, over-refusal {_pct(aligned.get('over_refusal_rate'))} "
         f"&middot; <a href='{html.escape(summary['aligned']['audit_report'])}'>aligned audit</a></p>"
