@@ -93,6 +93,10 @@ def test_trained_threshold_mask_follows_the_formula(tmp_path, tiny_family, prefe
         tuned[f"{m}.weight"].numel() for m in ATTN
     )
     assert summary["mask_fp32_bytes"] == 4 * summary["masked_entries"]
+    mask = load_file(str(tmp_path / "out" / "somf_mask.safetensors"))  # the binary mask is published too
+    assert summary["mask_file"] == "somf_mask.safetensors"
+    assert sum(v.numel() for v in mask.values()) == summary["masked_entries"]
+    assert all(bool(((v == 0) | (v == 1)).all()) for v in mask.values())
 
 
 def test_training_lowers_dpo_loss_end_to_end(tmp_path, tiny_family, preference_file):

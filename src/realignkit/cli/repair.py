@@ -17,7 +17,14 @@ EPILOG = """methods and parameters (--set KEY=VALUE):
   dare             density, scale, seed, weights (several --tuned)
   resta            beta, dare_density, seed     (needs --unaligned or --base)
   safe_lora        threshold | num_layers, targets, output=model|adapter (needs --unaligned or --base)
-  antidote, somf   data-driven (need --calibration)
+  antidote         alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules),
+                   lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response, or a saved
+                   calibration_stats.safetensors (written next to every antidote output) to reuse
+  somf             steps, lr, temperature, beta, final_mask=expectation|threshold,
+                   merge=task_arithmetic|ties|dare, scale, density, targets (several --tuned);
+                   --calibration: preference JSONL (prompt, chosen, rejected).
+                   Mask memory = the targeted parameters in fp32 (x4 while training with Adam);
+                   restrict it with --set targets='*q_proj,*v_proj'
 example:
   realignkit repair ties --aligned chat --tuned ft1 --tuned ft2 --set density=0.3 --out repaired
 """

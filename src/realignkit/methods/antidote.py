@@ -30,13 +30,6 @@ from pydantic import Field
 from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, register_method
 
-# One line per method for `realignkit repair --help`.
-CLI_HELP = (
-    "antidote  alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules for LoRA), "
-    "lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response, or a saved "
-    "calibration_stats.safetensors to reuse"
-)
-
 
 class AntidoteParams(MethodParams):
     alpha: float = Field(0.1, gt=0, lt=1, description="fraction of each output row to zero, in (0, 1)")
@@ -254,17 +247,15 @@ def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
     is_lora = bool(getattr(ctx.tuned[0], "is_adapter", False))
     modules, norms, n_examples, stream = _calibrate(ctx, params, is_lora)
     state, summary = _plan_actions(ctx, params, modules, norms, is_lora)
-    # The engine writes extra files into the atomic output dir through `add_output_file`, when it offers it.
-    add_output_file = getattr(ctx, "add_output_file", None)
-    if add_output_file is not None:
-        add_output_file(STATS_FILENAME, lambda out_dir: save_input_norms(norms, out_dir))
+    # Saved beside the repaired model so a run can be inspected, and reused as --calibration for cheap alpha sweeps.
+    ctx.add_output_file(STATS_FILENAME, lambda out_dir: save_input_norms(norms, out_dir))
     ctx.manifest_extra["antidote"] = {
         "alpha": params.alpha,
         "mode": ("lora_" + params.lora_mode) if is_lora else "full",
         "calibration_examples": n_examples or None,
         "statistics_reused": Path(ctx.calibration).suffix == ".safetensors",
         "stream_layers": stream,
-        "stats_file": STATS_FILENAME if add_output_file is not None else None,
+        "stats_file": STATS_FILENAME,
         "pruned_total": sum(entry["pruned"] for entry in summary.values()),
         "targeted_total": sum(entry["total"] for entry in summary.values()),
         "modules": summary,

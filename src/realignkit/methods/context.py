@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -49,6 +49,12 @@ class RepairContext:
     loader: Any  # callable(TensorPlan) -> TensorBundle, supplied by the engine
     manifest_extra: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
+    # Extra files a method publishes with its output (e.g. calibration statistics, a learned mask).
+    output_files: dict[str, Callable[[Path], None]] = field(default_factory=dict)
+
+    def add_output_file(self, name: str, write: Callable[[Path], None]) -> None:
+        """Register `write(out_dir)`; the engine calls it inside the atomic output dir, before the manifest."""
+        self.output_files[name] = write
 
     def tensors(self, row: TensorPlan) -> TensorBundle:
         """Load one plan row (aligned, each tuned, unaligned) as fp32 tensors."""

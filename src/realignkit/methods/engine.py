@@ -293,6 +293,8 @@ def run_repair(
                 output = {"kind": "lora_adapter", "files": spec.adapter_output(ctx, parsed, state, tmp)}
             else:
                 output = _write_model(tmp, spec, parsed, state, ctx, loader, opts, out_dtype)
+            for write_extra_file in ctx.output_files.values():
+                write_extra_file(tmp)
             extra = {
                 "method": spec.name,
                 "sources": {"aligned": sources.aligned.describe(), "tuned": [t.describe() for t in sources.tuned]},

@@ -32,12 +32,6 @@ from realignkit.methods.registry import MethodParams, get_method, register_metho
 
 MASK_FILENAME = "somf_mask.safetensors"
 
-# One line per method for `realignkit repair --help`.
-CLI_HELP = (
-    "somf  steps, lr, temperature, beta, final_mask=expectation|threshold, merge=task_arithmetic|ties|dare, "
-    "scale, density, targets; --calibration: preference JSONL (prompt, chosen, rejected). Mask memory = the "
-    "targeted parameters in fp32 (x4 while training); restrict it with --set targets='*q_proj,*v_proj'"
-)
 
 
 class SomfParams(MethodParams):
@@ -214,15 +208,13 @@ def _zero_logits(targets: list[Any], device: str) -> dict[str, torch.Tensor]:
 def _record(ctx: Any, params: SomfParams, targets: list[Any], result: Any, final: dict[str, torch.Tensor],
             loss_unmasked: float, loss_final: float, n_pairs: int, use_factors: bool, started: float) -> None:  # fmt: skip
     masked = sum(v.numel() for v in final.values())
-    add_output_file = getattr(ctx, "add_output_file", None)  # engine hook writing into the atomic output dir
-    if add_output_file is not None:
-        from safetensors.torch import save_file
+    from safetensors.torch import save_file
 
-        mask = {k: v.contiguous().cpu() for k, v in final.items()}
-        add_output_file(MASK_FILENAME, lambda out_dir: save_file(mask, str(Path(out_dir) / MASK_FILENAME)))
+    mask = {k: v.contiguous().cpu() for k, v in final.items()}
+    ctx.add_output_file(MASK_FILENAME, lambda out_dir: save_file(mask, str(Path(out_dir) / MASK_FILENAME)))
     head, tail = result.losses[:10], result.losses[-10:]
     ctx.manifest_extra["somf"] = {
-        "mask_file": MASK_FILENAME if add_output_file is not None else None,
+        "mask_file": MASK_FILENAME,
         "mode": "lora_factors" if use_factors else "full",
         "targets": len(targets),
         "masked_entries": masked,
