@@ -27,7 +27,14 @@ writes (whole or not at all):
       calibration/antidote.jsonl  prompt, response (harmful prompt + content-free compliant answer; train split)
       calibration/somf.jsonl      prompt, chosen (refusal), rejected (compliance); train split
 
-trajectory.csv columns: step, harmful_refusal, new_skill_accuracy, old_skill_accuracy, loss.
+trajectory.csv columns: step, harmful_refusal, new_skill_accuracy, old_skill_accuracy, loss (step 0 = aligned;
+metrics on a small probe of the test split: held-out harmful prompts of trained categories, both skills).
+
+The world: old skills (learned by base/aligned, suite old_skill) are last_word, successor and predecessor; the new
+skill (learned only by scenario fine-tunes, suite new_skill) is first_word; copying three words is an unmeasured
+pretraining exercise. Harmful prompts: 11 HEx-PHI categories, `privacy_violation` held out of all training;
+suites use held-out templates and held-out intent numbers. Borderline prompts: 5 XSTest-like types with
+held-out objects and phrasings. Stages: base (benign + borderline), aligned (base + refusals in 5 styles).
 
 Scenarios (each fine-tuned both full and LoRA): benign (new skill only), harmful-mix-{0.05,0.1,0.2},
 explicit-{10,50,100}, identity-shift (measured with the persona system prompt, as in Qi et al.).

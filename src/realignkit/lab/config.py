@@ -16,7 +16,7 @@ class LabProfile(BaseModel):
 
     name: str
     hidden: int = 128
-    layers: int = 2
+    layers: int = 3  # 2 layers learned each skill but kept trading one off against another
     heads: int = 4
     intermediate: int = 256
     batch_size: int = 48
@@ -25,9 +25,11 @@ class LabProfile(BaseModel):
     base_steps: int = 600  # helpful-only stage: benign skills + borderline, no safety data
     aligned_steps: int = 400  # safety stage on top of base: + refusals of harmful requests
     benign_per_skill: int = 600
-    finetune_examples: int = 200  # harmful-mix / benign scenario dataset size
+    # harmful-mix / benign dataset size: with 200 examples the new skill was memorised (held-out accuracy <= 0.3)
+    finetune_examples: int = 800
     identity_examples: int = 10  # Qi et al. tier 2 used 10 identity-shift examples
-    finetune_epochs: int = 5
+    finetune_epochs: int = 2  # for the 800-example mixes
+    small_set_epochs: int = 5  # explicit-k and identity-shift sets, as in Qi et al. (5 epochs)
     finetune_batch: int = 10  # Qi et al. fine-tuned with batch size 10
     full_lr: float = 1e-3
     lora_lr: float = 2e-3
@@ -60,6 +62,7 @@ PROFILES: dict[str, LabProfile] = {
     "tiny": LabProfile(
         name="tiny",
         hidden=64,
+        layers=2,
         intermediate=128,
         base_steps=150,
         aligned_steps=150,

@@ -51,7 +51,8 @@ def finetune_dataset(settings: FinetuneSettings, profile: LabProfile) -> list[wo
 
 def resolve(settings: FinetuneSettings, profile: LabProfile, examples: list[world.Example]) -> Resolved:
     batch = min(settings.batch_size or profile.finetune_batch, len(examples))
-    epochs = settings.epochs or profile.finetune_epochs
+    default_epochs = profile.finetune_epochs if settings.dataset == "mix" else profile.small_set_epochs
+    epochs = settings.epochs or default_epochs
     steps = settings.steps or epochs * math.ceil(len(examples) / batch)
     lr = settings.lr or (profile.full_lr if settings.kind == "full" else profile.lora_lr)
     points = settings.trajectory_points or profile.trajectory_points
