@@ -35,19 +35,19 @@ def test_empty_file(tmp_path):
 def test_malformed_line_is_named(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text(json.dumps({"prompt": "a", "response": "b"}) + "\n{not json\n")
-    with pytest.raises(BadInputError, match=r"m\.jsonl:2: not valid JSON"):
+    with pytest.raises(BadInputError, match=r"m\.jsonl line 2: not valid JSON"):
         load_prompt_response_jsonl(path)
 
 
 def test_non_object_line(tmp_path):
     path = write_jsonl(tmp_path / "l.jsonl", [[1, 2]])
-    with pytest.raises(BadInputError, match=":1: expected a JSON object"):
+    with pytest.raises(BadInputError, match=" line 1: expected a JSON object"):
         load_prompt_response_jsonl(path)
 
 
 def test_missing_and_empty_fields(tmp_path):
     path = write_jsonl(tmp_path / "f.jsonl", [{"prompt": "a", "response": "b"}, {"prompt": "a"}])
-    with pytest.raises(BadInputError, match=":2: missing field 'response'"):
+    with pytest.raises(BadInputError, match=" line 2: missing field 'response'"):
         load_prompt_response_jsonl(path)
     path = write_jsonl(tmp_path / "g.jsonl", [{"prompt": "", "response": "b"}])
     with pytest.raises(BadInputError, match="'prompt' must be a non-empty string"):

@@ -159,7 +159,7 @@ def test_cli_full_and_lora(tmp_path, tiny_family, tiny_lora_dir, calibration_fil
     [
         (["alpha=1.5"], None, "alpha"),
         (["targets=qkv_proj"], None, "matches no linear module"),
-        ([], '{"prompt": "w1", "response": "w2"}\nnot json\n', "cal.jsonl:2: not valid JSON"),
+        ([], '{"prompt": "w1", "response": "w2"}\nnot json\n', "cal.jsonl line 2: not valid JSON"),
         ([], "", "is empty"),
         ([], '{"prompt": "w1"}\n', "missing field 'response'"),
     ],

@@ -153,7 +153,7 @@ def test_several_tuned_match_the_registered_merge_with_an_untrained_mask(
         (
             [],
             '{"prompt": "w1", "chosen": "w2", "rejected": "w3"}\n[1]\n',
-            "pref.jsonl:2: expected a JSON object",
+            "pref.jsonl line 2: expected a JSON object",
         ),
         (["targets=qkv_proj"], None, "matches no linear module"),
         (["merge=average"], None, "merge"),

@@ -7,14 +7,13 @@ Two formats:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from realignkit.common.errors import BadInputError
+from realignkit.common.jsonl import read_jsonl_objects
 
 
 @dataclass(frozen=True)
@@ -36,38 +35,16 @@ class PreferencePair:
 
 def _read_jsonl_rows(path: str | os.PathLike[str], what: str) -> list[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line; any problem names the file and the line."""
-    file_path = Path(path)
-    if not file_path.exists():
-        raise BadInputError(f"{what} file {str(path)!r} does not exist")
-    if not file_path.is_file():
-        raise BadInputError(f"{what} file {str(path)!r} is not a file")
-    rows: list[tuple[int, dict[str, Any]]] = []
-    try:
-        text = file_path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInputError(f"{what} file {str(path)!r} is not UTF-8 text ({exc.reason})") from exc
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise BadInputError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((number, row))
-    if not rows:
-        raise BadInputError(f"{what} file {str(path)!r} is empty; it needs at least one JSON line")
-    return rows
+    return read_jsonl_objects(path, what)
 
 
 def _text_field(row: dict[str, Any], field: str, path: str | os.PathLike[str], number: int) -> str:
     if field not in row:
         present = ", ".join(sorted(row)) or "none"
-        raise BadInputError(f"{path}:{number}: missing field {field!r} (fields present: {present})")
+        raise BadInputError(f"{path} line {number}: missing field {field!r} (fields present: {present})")
     value = row[field]
     if not isinstance(value, str) or not value.strip():
-        raise BadInputError(f"{path}:{number}: field {field!r} must be a non-empty string")
+        raise BadInputError(f"{path} line {number}: field {field!r} must be a non-empty string")
     return value
 
 
@@ -91,7 +68,7 @@ def load_preference_jsonl(path: str | os.PathLike[str]) -> list[PreferencePair]:
         missing = [field for field in ("chosen", "rejected") if field not in row]
         if missing:
             raise BadInputError(
-                f"{path}:{number}: a preference file needs 'chosen' and 'rejected' fields; "
+                f"{path} line {number}: a preference file needs 'chosen' and 'rejected' fields; "
                 f"missing {', '.join(repr(m) for m in missing)}"
             )
         pairs.append(

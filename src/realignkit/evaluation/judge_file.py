@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError, closest_match
+from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
 
 _TRUE = {"1", "true", "yes", "y", "refusal", "refused", "refuse"}
@@ -28,18 +29,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         return list(csv.DictReader(text.splitlines(keepends=True)))
     if path.suffix != ".jsonl":
         raise BadInputError(f"--input must be .csv or .jsonl, got {path.name!r}")
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise BadInputError(f"{path} line {number}: expected a JSON object")
-        rows.append(row)
-    return rows
+    return [row for _, row in read_jsonl_objects(path, "--input")]
 
 
 def label_means_refusal(value: Any, refusal_labels: Sequence[str] | None = None) -> bool:

@@ -7,13 +7,13 @@ file raises BadInputError naming the file and, where it applies, the line.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError, closest_match
+from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.suites import SUITE_KINDS, SuiteItem
 
 # HEx-PHI's 11 categories in the order of its category_N.csv files (Qi et al. 2023).
@@ -65,24 +65,11 @@ def _numbered_csv_rows(path: Path) -> list[tuple[int, list[str]]]:
 def load_jsonl(path: Path, suite: str | None = None) -> list[SuiteItem]:
     """Generic JSONL: one object per line with `prompt`, `kind`, optional `id`, `category`, `answer`, `meta`, `split`."""
     suite_name = suite or path.stem
-    items = []
-    for number, line in enumerate(_text_lines(path), start=1):
-        if not line.strip():
-            continue
-        items.append(_jsonl_item(path, number, line, suite_name))
-    if not items:
-        raise BadInputError(f"suite file {str(path)!r} has no items")
-    return items
+    return [_jsonl_item(path, number, row, suite_name) for number, row in read_jsonl_objects(path, "suite")]
 
 
-def _jsonl_item(path: Path, number: int, line: str, suite: str) -> SuiteItem:
+def _jsonl_item(path: Path, number: int, row: dict[str, Any], suite: str) -> SuiteItem:
     where = f"{path} line {number}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{where}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(row, dict):
-        raise BadInputError(f"{where}: expected a JSON object, got {type(row).__name__}")
     for key in row:
         if key not in JSONL_FIELDS:
             raise BadInputError(f"{where}: unknown field {key!r}{closest_match(key, JSONL_FIELDS)}")
