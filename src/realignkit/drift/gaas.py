@@ -64,7 +64,7 @@ def gaas_protocol(
     preset = scale_matched_preset(PRESETS["gaas"], prefix, at_time=cutoff_h)
     train = _without_conditions(generate_laser_fleet(preset, n_train, seed=seed))
     horizon = cutoff_h / preset.duration_h
-    rule = ThresholdConfig(margin=margin)
+    rule = ThresholdConfig(rule="quantile", margin=margin)
     base = config or DriftConfig()
     base = base.model_copy(update={"seed": seed, "cvae": base.cvae.model_copy(update={"direction": "increase",
                                                                                         "threshold": rule})})
