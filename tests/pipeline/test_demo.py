@@ -5,9 +5,9 @@ import os
 import subprocess
 import sys
 
+from fixtures.browser import probe_page
 from realignkit.cli import main
 
-from .browser import probe_page
 from .test_sweep_e2e import assert_pick_rule
 
 # The organism's matrices are tiny: more torch threads only spin on 2 shared cores.

@@ -2,10 +2,9 @@
 
 import json
 
+from fixtures.browser import probe_page
 from realignkit.report.demo_index import summary_rows, write_demo_index
 from realignkit.report.sweep_report import render_sweep_report
-
-from .browser import probe_page
 
 
 def _metrics(harm, utility, over, split):

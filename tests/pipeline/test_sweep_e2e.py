@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.browser import probe_page
 from realignkit.common import BadInputError
 from realignkit.pipeline.config import build_config
 from realignkit.pipeline.repair_adapter import materialize
 from realignkit.pipeline.sweep import run_sweep
-
-from .browser import probe_page
 
 # The organism's matrices are tiny: more torch threads only spin on 2 shared cores.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}

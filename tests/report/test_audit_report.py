@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from fixtures.browser import probe_page
 from realignkit.common import BadInputError
 from realignkit.evaluation.audit import AuditRun, build_results
 from realignkit.evaluation.backends import GenerationSettings
 from realignkit.report import render_report, write_report
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 def _row(suite, item_id, kind, category, ok, prompt="a request to [intent]"):
@@ -78,40 +74,10 @@ def test_report_package_imports_nothing_of_ours_but_common():
     assert output.strip() == "[]"
 
 
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; installed with apt-get when missing (the test needs a real browser)."""
-    found = shutil.which("chromium") or (Path("/usr/bin/chromium").exists() and "/usr/bin/chromium")
-    if not found:
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"], check=True,
-                       capture_output=True, env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"})
-        found = shutil.which("chromium") or "/usr/bin/chromium"
-    return str(found)
-
-
-IMAGE_PROBE = """<script>
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var out = document.createElement('pre');
-  out.id = 'image-check';
-  out.textContent = JSON.stringify(imgs.map(function (i) { return [i.complete && i.naturalWidth > 0, i.naturalWidth]; }));
-  document.body.appendChild(out);
-});
-</script>"""
-
-
 def test_report_images_load_in_headless_chromium(chromium, tmp_path):
-    page = render_report(_results())
-    probe = tmp_path / "probe.html"
-    probe.write_text(page.replace("</body>", IMAGE_PROBE + "</body>"))
-    result = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-         "--dump-dom", probe.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )
-    match = re.search(r'<pre id="image-check">(.*?)</pre>', result.stdout)
-    assert match, f"no probe output; stderr: {result.stderr[-500:]}"
-    images = json.loads(match.group(1))
-    assert len(images) == 3
-    assert all(loaded and width > 100 for loaded, width in images), images
-    assert "Safety audit" in result.stdout
+    page = tmp_path / "report.html"
+    page.write_text(render_report(_results()))
+    probe = probe_page(chromium, page)
+    assert probe["title"].startswith("realignkit audit")
+    assert len(probe["images"]) == 3
+    assert all(img["complete"] and img["width"] > 100 for img in probe["images"]), probe["images"]
