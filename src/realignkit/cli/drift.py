@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Degradation prediction: a conditional VAE trained on healthy units flags failing ones early.",
     )
     sub = parser.add_subparsers(dest="drift_command", metavar="ACTION")
-    parser.set_defaults(func=_missing_action, drift_parser=parser)
+    parser.set_defaults(func=_missing_action)
 
     fit = sub.add_parser("fit", help="train on the healthy units of a long table (CSV/Parquet)")
     fit.add_argument("--data", required=True, help="long table: one row per unit and reading")
@@ -71,8 +71,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _missing_action(args: argparse.Namespace) -> int:
-    args.drift_parser.print_help(sys.stderr)
-    return 2
+    from realignkit.common.errors import BadInputError
+
+    raise BadInputError("choose an action: fit, score, bench or generate (see realignkit drift --help)")
 
 
 def _fit(args: argparse.Namespace) -> int:
