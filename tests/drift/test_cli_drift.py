@@ -115,3 +115,7 @@ def test_bench_quick_writes_tables_and_plots_with_a_lab_fleet(tmp_path):
     assert detectors == {"cvae", "iforest", "ocsvm", "lof", "ae"}
     assert result["finetune"]["n_units"] == 12 and result["finetune"]["n_failed"] == 6
     assert "| vcsel | cvae |" in (out / "results.md").read_text()
+
+
+def test_drift_without_an_action_is_a_one_line_error(capsys):
+    _bad(capsys, ["drift"], "choose an action")
