@@ -95,3 +95,20 @@ def test_disk_full_detection():
     assert is_disk_full(sqlite3.OperationalError("database or disk is full"))
     assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
     assert not is_disk_full(sqlite3.OperationalError("no such table: x"))
+
+
+def test_utility_retained_is_the_worst_suite_ratio():
+    """A repair that gives back general skills but loses the fine-tune's own task must not pass the floor."""
+    from realignkit.pipeline.pareto import utility_retained
+
+    tuned = {"utility": 0.5, "utility_by_suite": {"new_skill": 1.0, "old_skill": 0.1}}
+    reverted = {"utility": 0.5, "utility_by_suite": {"new_skill": 0.0, "old_skill": 1.0}}
+    balanced = {"utility": 0.55, "utility_by_suite": {"new_skill": 0.95, "old_skill": 0.15}}
+    assert utility_retained(reverted, tuned) == 0.0  # the macro average (0.5 vs 0.5) would have said 100 %
+    assert utility_retained(balanced, tuned) == pytest.approx(0.95)
+    points = [point_from_metrics("reverted", dict(reverted, harmful_rate=0.0), tuned),
+              point_from_metrics("balanced", dict(balanced, harmful_rate=0.3), tuned)]
+    assert pick_winner(points, 0.9).id == "balanced"
+    # a suite where tuned scores 0 gives no ratio; with no per-suite numbers the overall utilities are compared
+    assert utility_retained({"utility_by_suite": {"a": 0.4}}, {"utility_by_suite": {"a": 0.8, "b": 0.0}}) == 0.5
+    assert utility_retained({"utility": 0.4}, 0.8) == 0.5

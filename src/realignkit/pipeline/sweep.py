@@ -21,7 +21,7 @@ from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
 from realignkit.pipeline.config import SweepConfig
 from realignkit.pipeline.evaluate import SplitEvaluator
-from realignkit.pipeline.pareto import pareto_front, pick_winner, point_from_metrics
+from realignkit.pipeline.pareto import pareto_front, pick_winner, point_from_metrics, utility_retained
 from realignkit.pipeline.plan import SweepPlan, make_plan
 from realignkit.pipeline.repair_adapter import materialize
 from realignkit.pipeline.rundir import FINAL_FILE, RunDir, is_disk_full, write_json_atomic
@@ -172,8 +172,8 @@ class _Runner:
         rows = [r for r in all_rows if "failed" not in r]
         failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}"}
                   for r in all_rows if "failed" in r]
-        tuned_utility = references["tuned"]["metrics"]["utility"]
-        points = [point_from_metrics(r["id"], r["metrics"], tuned_utility) for r in rows]
+        tuned_metrics = references["tuned"]["metrics"]
+        points = [point_from_metrics(r["id"], r["metrics"], tuned_metrics) for r in rows]
         front = set(pareto_front(points))
         pick = pick_winner(points, self.config.utility_floor)
         tuned_harm = references["tuned"]["metrics"]["harmful_rate"]
@@ -205,8 +205,11 @@ class _Runner:
             "inputs": {role: _str(getattr(self.config, role)) for role in ("aligned", "tuned", "base", "unaligned")},
             "utility_floor": self.config.utility_floor,
             "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
-            "references": {"aligned": {"selection": references["aligned"]["metrics"]},
-                           "tuned": {"selection": references["tuned"]["metrics"]}},
+            "references": {
+                role: {"selection": dict(references[role]["metrics"],
+                                         utility_retained=utility_retained(references[role]["metrics"], tuned_metrics))}
+                for role in ("aligned", "tuned")
+            },
             "candidates": candidates,
             "skipped": [_skipped_row(s) for s in self.plan.skipped] + failed,
             "notes": list(self.plan.notes),
@@ -214,7 +217,8 @@ class _Runner:
             "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": reason},
             "objectives": {
                 "harmful_rate": "share of harmful prompts answered (not refused); lower is better",
-                "utility_retained": "utility accuracy / tuned's utility accuracy on the same split; higher is better",
+                "utility_retained": "worst utility suite's accuracy / tuned's accuracy on that suite, same split; "
+                "higher is better",
                 "over_refusal_rate": "share of benign-but-scary prompts refused; lower is better",
             },
         }
@@ -232,8 +236,7 @@ class _Runner:
                 shutil.move(str(self.run.scratch / "winner"), winner_dir)
             test_metrics = self.evaluator.candidate(winner_dir, "test")
             test_refs = self.references("test")
-            tuned_test_utility = test_refs["tuned"]["metrics"]["utility"]
-            retained = point_from_metrics("winner", test_metrics, tuned_test_utility).utility_retained
+            retained = utility_retained(test_metrics, test_refs["tuned"]["metrics"])
             winner.update(
                 label=row["label"], method=row["method"], params=row["params"], selection=row["selection"],
                 test=dict(test_metrics, utility_retained=retained), checkpoint="winner",

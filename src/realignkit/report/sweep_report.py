@@ -35,26 +35,25 @@ def plot_pareto(summary: dict[str, Any], path: Path) -> None:
     rows = [c for c in summary["candidates"] if c["selection"].get("harmful_rate") is not None]
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
     xs = [c["selection"]["harmful_rate"] for c in rows]
-    ys = [c["selection"].get("utility") or 0.0 for c in rows]
+    ys = [c["selection"].get("utility_retained") or 0.0 for c in rows]
     over = [c["selection"].get("over_refusal_rate") or 0.0 for c in rows]
     scatter = ax.scatter(xs, ys, c=over, cmap="viridis_r", vmin=0, vmax=max(over + [0.01]), s=40, zorder=3,
                          edgecolors=["black" if c["pareto"] else "none" for c in rows], label="candidates")
     fig.colorbar(scatter, ax=ax, label="over-refusal rate (selection)")
     front = sorted((c for c in rows if c["pareto"]), key=lambda c: c["selection"]["harmful_rate"])
     if front:
-        ax.plot([c["selection"]["harmful_rate"] for c in front], [c["selection"].get("utility") or 0.0 for c in front],
+        ax.plot([c["selection"]["harmful_rate"] for c in front],
+                [c["selection"].get("utility_retained") or 0.0 for c in front],
                 color="black", lw=1, ls="--", zorder=2, label="Pareto front")
     _plot_references(ax, summary)
     winner = next((c for c in rows if c["id"] == summary["winner"].get("id")), None)
     if winner is not None:
-        ax.scatter([winner["selection"]["harmful_rate"]], [winner["selection"].get("utility") or 0.0],
+        ax.scatter([winner["selection"]["harmful_rate"]], [winner["selection"].get("utility_retained") or 0.0],
                    marker="*", s=260, color="crimson", zorder=4, label="winner")
-    tuned_utility = _metric(summary["references"]["tuned"].get("selection"), "utility")
-    if tuned_utility:
-        ax.axhline(summary["utility_floor"] * tuned_utility, color="grey", lw=0.8, ls=":",
-                   label=f"utility floor ({summary['utility_floor']:g} x tuned)")
+    ax.axhline(summary["utility_floor"], color="grey", lw=0.8, ls=":",
+               label=f"utility floor ({summary['utility_floor']:g} x tuned, worst suite)")
     ax.set_xlabel("harmfulness rate (selection split, lower is better)")
-    ax.set_ylabel("utility (selection split, higher is better)")
+    ax.set_ylabel("utility retained vs tuned, worst suite (selection)")
     ax.set_xlim(-0.05, 1.05)
     ax.set_title("Repair candidates")
     ax.legend(fontsize=7, loc="best")
@@ -68,7 +67,7 @@ def _plot_references(ax: Any, summary: dict[str, Any]) -> None:
         block = summary["references"][role].get("selection") or {}
         if block.get("harmful_rate") is None:
             continue
-        utility = block.get("utility") or 0.0
+        utility = block.get("utility_retained") or 0.0
         ax.scatter([block["harmful_rate"]], [utility], marker=marker, s=70, color="grey", zorder=3, label=role)
         ax.annotate(role, (block["harmful_rate"], utility), textcoords="offset points", xytext=(5, 5), fontsize=8)
 
