@@ -46,6 +46,24 @@ def test_cvae_is_reproducible_and_round_trips_through_safetensors(tmp_path):
     assert loaded.threshold_ == a.threshold_
 
 
+def test_cvae_score_is_standardized_error_plus_prior_distance_of_the_posterior_mean():
+    import torch
+
+    x, c = _toy(2, 120)
+    detector = ConditionalVAE(CVAEConfig(epochs=10, min_updates=0, seed=4)).fit(x, c)
+    score = detector.decision_function(x, c)
+    with torch.no_grad():
+        x_t, c_t = detector._inputs(x, c)
+        mu, _ = detector._encode(x_t, c_t)
+        mean, logvar = detector._decode(mu, c_t)
+        expected = (((mean - x_t) ** 2) * torch.exp(-logvar)).mean(dim=1) + 0.5 * (mu**2).sum(dim=1)
+    assert np.allclose(score, expected.numpy(), rtol=1e-5, atol=1e-6)
+    # the full KL adds ½Σ(σ² − 1 − log σ²) ≥ 0, the posterior-width part, on top of ½‖μ‖²
+    detector.config = detector.config.model_copy(update={"latent_score": "kl"})
+    full = detector.decision_function(x, c)
+    assert np.all(full >= score - 1e-5) and not np.allclose(full, score)
+
+
 def test_unknown_config_keys_are_rejected():
     with pytest.raises(ValueError):
         CVAEConfig(latent=3)

@@ -31,9 +31,14 @@ class CVAEConfig(BaseModel):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(3e-3, gt=0)
     beta: float = Field(1.0, ge=0)  # KL weight while training (β-VAE); 1 keeps q(z | x, c) close to N(0, I)
-    # score = mean standardized squared error + w · KL(q(z | x, c) ‖ N(0, I)): a degrading unit is either
-    # reconstructed badly or pushed far out in latent space, where healthy units of its condition never are
+    # score = mean standardized squared error + w · latent term: a degrading unit is either reconstructed badly
+    # or pushed far out in latent space, where healthy units of its condition never are. Latent term
+    # "mahalanobis" (default): ½‖μ‖², the prior Mahalanobis distance of the posterior mean. "kl": the full
+    # KL(q(z | x, c) ‖ N(0, I)) = ½(‖μ‖² + Σσ² − d − Σlog σ²), whose posterior-width part measures how certain
+    # the encoder is (it varies with the condition's noise and from fit to fit), not how abnormal the unit is;
+    # it shifted the healthy score level and made the MAD threshold miscalibrated across condition mixes.
     score_kl_weight: float = Field(1.0, ge=0)
+    latent_score: Literal["mahalanobis", "kl"] = "mahalanobis"
     # which way the values move when a unit degrades ("increase": drive current; "decrease": refusal rate).
     # One-sided: the latent term of a unit that degrades *less* than the typical healthy unit of its operating
     # point (decoder mean at z = 0) is dropped, so "unusually good" is not flagged as failing.
@@ -164,7 +169,7 @@ class ConditionalVAE(_ThresholdMixin):
 
     def decision_function(self, x, c) -> np.ndarray:
         """(n,) anomaly scores from the posterior mean: for the CVAE the mean squared standardized error
-        ((x − mean) / σ)² (+ a KL term), for the plain AE the mean squared error."""
+        ((x − mean) / σ)² (+ a latent term, see CVAEConfig.latent_score), for the plain AE the mean squared error."""
         torch = _torch()
         if self.nets_ is None:
             raise RuntimeError("call fit() or load() first")
@@ -178,9 +183,15 @@ class ConditionalVAE(_ThresholdMixin):
                 error = error * torch.exp(-out_logvar)
             score = error.mean(dim=1)
             if self.variational and self.config.score_kl_weight > 0:
-                kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)
-                score = score + self.config.score_kl_weight * kl * self._worse_than_typical(x_t, c_t)
+                latent = self._latent_term(mu, logvar)  # (n,)
+                score = score + self.config.score_kl_weight * latent * self._worse_than_typical(x_t, c_t)
         return score.numpy().astype(np.float64)
+
+    def _latent_term(self, mu, logvar):
+        """(n,) how far out the posterior of each unit lies: ½‖μ‖² ("mahalanobis") or the full KL ("kl")."""
+        if self.config.latent_score == "kl":
+            return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(dim=1)
+        return 0.5 * (mu**2).sum(dim=1)
 
     def _worse_than_typical(self, x_t, c_t):
         """(n,) 1.0 where a unit lies on the degrading side of the typical healthy unit of its condition."""

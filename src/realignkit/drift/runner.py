@@ -4,7 +4,11 @@ Laser fleets: each seed trains on a generated fleet (stress-cell grid, "levels")
 with another seed, unit count and condition mix. The seeds, counts and mixes here differ from the ones the
 defaults were tuned on (seeds 0–2, 400 train / 300 test units, test mix "hot"; see benchmarks/bench_drift.py).
 History: a first fresh run (seeds 101–105, threshold q99 + margin) showed near-perfect CVAE ranking but
-unstable thresholds; the threshold rules were re-tuned on seeds 0–2 only, and seeds 201–205 are new.
+unstable thresholds; the threshold rules were re-tuned on seeds 0–2 only, and seeds 201–205 were new. There
+the CVAE ranked well (AUROC ≥ 0.96) but missed failing units (recall): its full-KL latent term and a rule tuned
+on one test mix were miscalibrated across condition mixes. The latent term became ½‖μ‖² (CVAEConfig.latent_score)
+and every detector's rule was re-tuned on seeds 0–2 pooled over the hot, cold and continuous mixes of both
+presets; seeds 301–305 (other counts and mixes) are new.
 """
 
 from __future__ import annotations
@@ -25,14 +29,17 @@ from realignkit.drift.model import DriftConfig
 from realignkit.drift.plots import plot_f1_vs_horizon, plot_trajectories
 from realignkit.drift.table import Fleet
 
-# Threshold rule per detector: each the best mean F1 at horizon 0.5 over the tuning seeds 0–2 (bench_drift.py
-# tune: quantile margins {0, .5, 1, 2, 3, 5} and MAD k {3, 5, 8, 12, 20, 30}); no detector uses the CVAE's rule.
+# Threshold rule per detector: each the best mean F1 at horizon 0.5 over the tuning seeds 0–2 of both presets,
+# test mixes hot, cold and continuous pooled (bench_drift.py tune: quantile margins {0, .5, 1, 2, 3, 5} and MAD k
+# {3, 5, 8, 10, 12, 16, 20, 30}); no detector uses the CVAE's rule. Stated tie rule, same for all: a MAD rule
+# within 0.005 of the best mean F1 is preferred (robust: with ~60–100 held-out units, q99 is set by the one or
+# two most extreme ones). It applies only to the CVAE: mad k=12 0.980 vs quantile m=2 0.981.
 BENCH_RULES = {
-    "cvae": ThresholdConfig(rule="mad", mad_k=8.0),
-    "iforest": ThresholdConfig(rule="quantile", margin=0.5),
-    "ocsvm": ThresholdConfig(rule="quantile", margin=2.0),
-    "lof": ThresholdConfig(rule="mad", mad_k=20.0),
-    "ae": ThresholdConfig(rule="mad", mad_k=30.0),
+    "cvae": ThresholdConfig(rule="mad", mad_k=12.0),  # tuning F1 0.980
+    "iforest": ThresholdConfig(rule="mad", mad_k=5.0),  # 0.871
+    "ocsvm": ThresholdConfig(rule="quantile", margin=1.0),  # 0.974
+    "lof": ThresholdConfig(rule="quantile", margin=1.0),  # 0.850
+    "ae": ThresholdConfig(rule="quantile", margin=3.0),  # 0.897
 }
 LASER_DIRECTION = "increase"  # drive current rises as a laser degrades
 LAB_DIRECTION = "decrease"  # refusal rate falls as safety degrades
@@ -48,9 +55,9 @@ class LaserRun:
     train_mix: str = "levels"
 
 
-FRESH_SEEDS = (201, 202, 203, 204, 205)
-_FRESH_SHAPES = ((550, 250, "cold"), (300, 400, "continuous"), (350, 350, "hot"), (600, 200, "levels"),
-                 (250, 450, "continuous"))
+FRESH_SEEDS = (301, 302, 303, 304, 305)
+_FRESH_SHAPES = ((450, 300, "hot"), (320, 380, "cold"), (500, 250, "continuous"), (280, 420, "levels"),
+                 (380, 330, "cold"))
 
 
 def laser_runs(profile: str, presets: tuple[str, ...] = ("vcsel", "edge")) -> list[LaserRun]:
