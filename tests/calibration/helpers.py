@@ -30,3 +30,18 @@ def preference_rows(n: int = 8) -> list[dict]:
         }
         for i in range(n)
     ]
+
+
+def assert_repair_cli_rejects(method: str, family: dict, calibration: Path, sets: list[str], message: str,
+                              out: Path, capsys) -> None:  # fmt: skip
+    """`realignkit repair METHOD` on bad input: exit 2, one stderr line containing `message`, nothing written."""
+    from realignkit.cli import main
+
+    args = ["repair", method, "--tuned", str(family["tuned"]), "--aligned", str(family["aligned"]),
+            "--calibration", str(calibration), "--quiet", "--out", str(out)]  # fmt: skip
+    for item in sets:
+        args += ["--set", item]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not out.exists()

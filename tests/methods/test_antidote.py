@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from calibration.helpers import prompt_response_rows, write_jsonl
+from calibration.helpers import assert_repair_cli_rejects, prompt_response_rows, write_jsonl
 from realignkit.calibration import PromptResponse, collect_input_norms, load_input_norms
 from realignkit.calibration.models import load_calibration_model, load_tokenizer
 from realignkit.cli import main
@@ -170,14 +170,7 @@ def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path, tiny_family, calibra
     if calibration_text is not None:
         calibration = tmp_path / "cal.jsonl"
         calibration.write_text(calibration_text)
-    args = ["repair", "antidote", "--tuned", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]),
-            "--calibration", str(calibration), "--quiet", "--out", str(tmp_path / "out")]  # fmt: skip
-    for item in sets:
-        args += ["--set", item]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
-    assert not (tmp_path / "out").exists()
+    assert_repair_cli_rejects("antidote", tiny_family, calibration, sets, message, tmp_path / "out", capsys)
 
 
 def test_cli_missing_calibration(tmp_path, tiny_family, capsys):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from calibration.helpers import preference_rows, write_jsonl
+from calibration.helpers import assert_repair_cli_rejects, preference_rows, write_jsonl
 from realignkit.cli import main
 from realignkit.methods.engine import RepairOptions, run_repair
 from realignkit.methods.registry import get_method
@@ -165,14 +165,7 @@ def test_cli_bad_input(tmp_path, tiny_family, preference_file, capsys, sets, tex
     if text is not None:
         calibration = tmp_path / "pref.jsonl"
         calibration.write_text(text)
-    args = ["repair", "somf", "--tuned", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]),
-            "--calibration", str(calibration), "--quiet", "--out", str(tmp_path / "out")]  # fmt: skip
-    for item in sets:
-        args += ["--set", item]
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and message in err[0], err
-    assert not (tmp_path / "out").exists()
+    assert_repair_cli_rejects("somf", tiny_family, calibration, sets, message, tmp_path / "out", capsys)
 
 
 @pytest.mark.parametrize("merge", ["task_arithmetic", "ties", "dare"])
