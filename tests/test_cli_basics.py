@@ -52,3 +52,17 @@ def test_atomic_output_dir_uses_umask_mode(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (out.stat().st_mode & 0o777) == (0o777 & ~umask)
+
+
+def test_unwritable_out_is_one_line_exit_2_not_a_traceback(tmp_path, capsys):
+    completions = tmp_path / "c.jsonl"
+    completions.write_text('{"prompt": "p", "response": "I cannot help with that."}\n')
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    for argv in (["judge", "--input", str(completions), "--out", str(blocker / "judged.jsonl")],
+                 ["lab", "build", "--profile", "tiny", "--out", str(blocker / "lab")]):
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 2, argv
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "c.jsonl"]

@@ -183,6 +183,19 @@ def test_bad_inputs_exit_2_and_write_nothing(tiny_family, suite_file, tmp_path, 
     code = main(["audit", str(tiny_family["aligned"]), "--suite", str(suite_file), "--no-cache",
                  "--out", str(tiny_family["aligned"] / "audit")])
     assert code == 2 and "overlaps input" in capsys.readouterr().err
+    # --out on an input named only through an option (the adapter's --aligned base) is refused too, even with
+    # --force, because publishing the output would replace that model dir.
+    code = main(["audit", str(tiny_family["tuned"]), "--aligned", str(tiny_family["aligned"]), "--suite",
+                 str(suite_file), "--no-cache", "--force", "--out", str(tiny_family["aligned"])])
+    assert code == 2 and "overlaps input" in capsys.readouterr().err
+    assert (tiny_family["aligned"] / "config.json").is_file()
+    # an --out under a regular file: one line, exit 2, not a traceback
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    code = main(["audit", str(tiny_family["aligned"]), "--suite", str(suite_file), "--no-cache",
+                 "--out", str(blocker / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
 
 
 def test_vllm_backend_reports_a_missing_package(tiny_family, suite_file):

@@ -65,3 +65,21 @@ def test_demo_bad_input_is_one_line_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
         assert not (tmp_path / "d").exists()
+
+
+def test_demo_refuses_to_write_into_foreign_dirs(tmp_path, capsys):
+    """The demo resumes in its own dir, but never writes into a non-empty dir it did not make, or into its --lab."""
+    foreign = tmp_path / "project"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    lab = tmp_path / "lab"
+    (lab / "aligned").mkdir(parents=True)
+    for out, flags, message in (
+        (foreign, [], "not an earlier demo"),
+        (lab / "aligned", ["--lab", str(lab)], "overlaps input"),
+    ):
+        code = main(["demo", "--out", str(out), "--no-progress", *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+    assert sorted(p.name for p in (lab / "aligned").iterdir()) == []

@@ -42,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"realignkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        # A path the user named cannot be read or written (a file where a dir is expected, permissions, a full
+        # disk): one line, not a traceback. Outputs are atomic, so nothing partial was left behind.
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"realignkit {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"realignkit {args.command}: interrupted", file=sys.stderr)
         return 130

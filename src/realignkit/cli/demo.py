@@ -40,13 +40,26 @@ def _run(args: argparse.Namespace) -> int:
         if not methods:
             raise BadInputError("--methods is empty; name at least one method (e.g. interpolate)")
     out = Path(args.out).expanduser().resolve()
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {args.out!r} exists and is not a directory")
+    lab = Path(args.lab).expanduser().resolve() if args.lab else None
+    _check_demo_out(out, lab, args.out)
     settings = DemoSettings(
         out=out, seed=args.seed, profile=args.profile, scenarios=args.scenario,
-        lab=Path(args.lab).expanduser().resolve() if args.lab else None, methods=methods,
+        lab=lab, methods=methods,
         utility_floor=args.utility_floor, limit=args.limit, progress=not args.no_progress,
     )
     summary = run_demo(settings)
     print(format_demo_summary(summary, out))
     return 0
+
+
+def _check_demo_out(out: Path, lab: Path | None, given: str) -> None:
+    """The demo resumes in its own dir; it must not write into (or replace parts of) anything else."""
+    from realignkit.common import BadInputError, check_output_not_inside_inputs
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {given!r} exists and is not a directory")
+    earlier_demo = any((out / name).is_file() for name in ("summary.json", "realignkit.json", "lab/lab.json"))
+    if out.is_dir() and any(out.iterdir()) and not earlier_demo:
+        raise BadInputError(f"--out {given!r} is a non-empty directory that is not an earlier demo; choose another --out")
+    if lab is not None and lab != out / "lab":
+        check_output_not_inside_inputs(out, [lab])

@@ -33,6 +33,9 @@ def prepare_output_dir(out: str | os.PathLike[str], *, force: bool = False) -> P
     out_path = _resolved(out)
     if out_path.exists() and not out_path.is_dir():
         raise BadInputError(f"--out {str(out)!r} exists and is not a directory")
+    existing_parent = next(p for p in out_path.parents if p.exists())
+    if not existing_parent.is_dir():
+        raise BadInputError(f"--out {str(out)!r} cannot be created: {str(existing_parent)!r} is not a directory")
     if out_path.is_dir() and any(out_path.iterdir()) and not force:
         raise BadInputError(f"--out {str(out)!r} exists and is not empty; pass --force to replace it")
     return out_path

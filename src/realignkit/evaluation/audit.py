@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
+from realignkit.common import (
+    BadInputError,
+    atomic_output_dir,
+    check_output_not_inside_inputs,
+    prepare_output_dir,
+    write_manifest,
+)
 from realignkit.evaluation.backends import (
     BACKENDS,
     CachedBackend,
@@ -254,8 +260,12 @@ def audit_model(
     else:
         items = load_suites(list(suites), limit=limit, seed=seed)  # type: ignore[arg-type]
     if out_dir is not None:
-        inputs = [model_path, baseline, *[s for s in suites if isinstance(s, str)]]
+        # Every path the audit reads: the output replaces --out wholesale, so it must never overlap one of them.
+        extra_inputs = [(backend_options or {}).get("aligned"), (backend_options or {}).get("template"),
+                        (baseline_options or {}).get("aligned"), (judge_options or {}).get("model_path"), cache_dir]
+        inputs = [model_path, baseline, *[s for s in suites if isinstance(s, str)], *extra_inputs]
         check_output_not_inside_inputs(out_dir, [str(p).split(":", 1)[-1] for p in inputs if p is not None])
+        prepare_output_dir(out_dir, force=force)  # refuse a bad --out before any generation
     auditor = Auditor(items, judge=judge, judge_options=judge_options, settings=settings, cache_dir=cache_dir,
                       use_cache=use_cache, progress=progress)
     options = dict(backend_options or {})
