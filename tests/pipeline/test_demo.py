@@ -5,8 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from fixtures.browser import probe_page
 from realignkit.cli import main
+from realignkit.common import BadInputError
 
 from .test_sweep_e2e import assert_pick_rule
 
@@ -83,3 +86,12 @@ def test_demo_refuses_to_write_into_foreign_dirs(tmp_path, capsys):
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     assert sorted(p.name for p in (lab / "aligned").iterdir()) == []
+    # a demo killed hard during its lab build leaves only a dot-named temp dir: that still counts as ours
+    killed = tmp_path / "killed"
+    (killed / ".lab.tmp-123").mkdir(parents=True)
+    from realignkit.cli.demo import _check_demo_out
+
+    _check_demo_out(killed, None, str(killed))  # accepted: no error
+    (killed / "stranger.txt").write_text("x")
+    with pytest.raises(BadInputError, match="not an earlier demo"):
+        _check_demo_out(killed, None, str(killed))

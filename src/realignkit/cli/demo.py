@@ -59,7 +59,9 @@ def _check_demo_out(out: Path, lab: Path | None, given: str) -> None:
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {given!r} exists and is not a directory")
     earlier_demo = any((out / name).is_file() for name in ("summary.json", "realignkit.json", "lab/lab.json"))
-    if out.is_dir() and any(out.iterdir()) and not earlier_demo:
+    # Dot-entries are our own temp dirs (e.g. a lab build killed mid-way): they do not make the dir foreign.
+    visible = [p for p in out.iterdir() if not p.name.startswith(".")] if out.is_dir() else []
+    if visible and not earlier_demo:
         raise BadInputError(f"--out {given!r} is a non-empty directory that is not an earlier demo; choose another --out")
     if lab is not None and lab != out / "lab":
         check_output_not_inside_inputs(out, [lab])
