@@ -178,16 +178,10 @@ def markdown_report(rows: list[dict], summary: dict, extra: dict) -> str:
         lines += ["", f"## GaAs (readings ≤ {g['cutoff_h']:.0f} h, horizon {g['horizon']:.3f})", "",
                   f"Failed units (≥ 10 % at 4,000 h): {', '.join(g['failed_units'])}. Trained on a generated healthy "
                   f"fleet ({g['train_healthy']} units) matched to the unlabelled GaAs readings ≤ {g['cutoff_h']:.0f} h.", "",
-                  "| detector | flagged | missed | false alarms |", "|---|---|---|---|"]
-        for name, d in g["detectors"].items():
-            lines.append(f"| {name} | {', '.join(d['flagged']) or '-'} | {', '.join(d['missed']) or '-'} | "
-                         f"{', '.join(d['false_alarms']) or '-'} |")
+                  *_flag_table(g["detectors"])]
     if "gaas_tuned_rules" in extra:
         lines += ["", "GaAs again, each detector with its tuned laser-fleet threshold rule:", "",
-                  "| detector | flagged | missed | false alarms |", "|---|---|---|---|"]
-        for name, d in extra["gaas_tuned_rules"].items():
-            lines.append(f"| {name} | {', '.join(d['flagged']) or '-'} | {', '.join(d['missed']) or '-'} | "
-                         f"{', '.join(d['false_alarms']) or '-'} |")
+                  *_flag_table(extra["gaas_tuned_rules"])]
     if "finetune" in extra:
         f = extra["finetune"]
         lines += ["", f"## Fine-tuning fleet (cross-fitted, {f['folds']} folds, horizon {f['horizon']})", "",
@@ -207,3 +201,12 @@ def f1_plots(rows: list[dict], plots_dir: Path) -> None:
 
 __all__ = ["DETECTORS", "LaserRun", "f1_plots", "laser_runs", "run_lab_fleet", "run_laser_fleets", "summarize",
            "write_tables"]
+
+
+def _flag_table(detectors: dict[str, dict[str, list[str]]]) -> list[str]:
+    """Markdown rows: which units each detector flagged, missed and falsely alarmed on."""
+    lines = ["| detector | flagged | missed | false alarms |", "|---|---|---|---|"]
+    for name, d in detectors.items():
+        lines.append(f"| {name} | {', '.join(d['flagged']) or '-'} | {', '.join(d['missed']) or '-'} | "
+                     f"{', '.join(d['false_alarms']) or '-'} |")
+    return lines
