@@ -45,6 +45,18 @@ def test_score_writes_unit_score_flag(model_dir, fleet_csv, tmp_path):
     assert main(["drift", "score", "--model", str(model_dir), "--data", str(fleet_csv), "--out", str(out)]) == 2
 
 
+def test_asinh_transform_is_saved_and_used_when_scoring(fleet_csv, tmp_path):
+    from realignkit.drift.model import DriftModel
+
+    model, out = tmp_path / "m", tmp_path / "scores.csv"
+    assert main(["drift", "fit", "--data", str(fleet_csv), "--out", str(model), *LASER_COLUMNS, "--epochs", "5",
+                 "--transform", "asinh"]) == 0
+    spec = DriftModel.load(model).spec
+    assert spec.value_transform == "asinh" and spec.noise_scale[0] > 0
+    assert main(["drift", "score", "--model", str(model), "--data", str(fleet_csv), "--out", str(out)]) == 0
+    assert len(_rows(out)) == 60
+
+
 def _bad(capsys, argv, *needles):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -83,3 +83,37 @@ def test_precision_recall_f1_and_lead_time():
 def test_empty_healthy_set_is_refused():
     with pytest.raises(BadInputError, match="healthy set is empty"):
         FeatureSpec.fit(Fleet([], ["v"], []))
+
+
+def test_noise_estimate_recovers_the_generators_measurement_noise():
+    from realignkit.drift.features import estimate_noise
+
+    for preset in ("vcsel", "edge"):
+        fleet = generate_laser_fleet(preset, 150, seed=3)
+        healthy = fleet.subset([u.unit for u in fleet.units if u.label == 0])
+        sigma = float(estimate_noise(healthy)[0])
+        assert sigma == pytest.approx(PRESETS[preset].noise_pct, rel=0.15), preset
+
+
+def test_asinh_features_are_asinh_of_value_over_noise_then_scaled():
+    rng = np.random.default_rng(0)
+    times = np.arange(0, 101, 10.0)
+    units = [_unit(times, 0.5 * rng.standard_normal(times.size) + 0.05 * times * (1 + i % 3), f"u{i}")
+             for i in range(12)]
+    fleet = Fleet(units, ["v"], [])
+    spec = FeatureSpec.fit(fleet, n_points=11, value_transform="asinh")
+    sigma, scale = spec.noise_scale[0], spec.value_scale[0]
+    assert 0.3 < sigma < 0.8  # the drawn noise is 0.5
+    window = spec.window(units[0], 1.0)[:, 0]
+    assert np.allclose(window, np.arcsinh(units[0].values[:, 0] / sigma) / scale)
+    # same spec, no transform: plain values over their own scale
+    plain = FeatureSpec.fit(fleet, n_points=11)
+    assert plain.noise_scale == [] and np.allclose(plain.window(units[0], 1.0)[:, 0],
+                                                   units[0].values[:, 0] / plain.value_scale[0])
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_asinh_transform_refuses_units_too_short_to_estimate_noise():
+    fleet = Fleet([_unit([0, 10], [0, 1], "a"), _unit([0, 10], [0, 2], "b")], ["v"], [])
+    with pytest.raises(BadInputError, match="at least 3 readings"):
+        FeatureSpec.fit(fleet, value_transform="asinh")

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="which way values move when degrading (default: from --fail-above/--fail-below)")
     fit.add_argument("--per-unit-duration", action="store_true",
                      help="each unit's own last reading ends its test (runs of different lengths)")
+    fit.add_argument("--transform", choices=("none", "asinh"), default="none",
+                     help="asinh: features are asinh(value / noise level), for multiplicative wear-out such as "
+                          "laser drive current across operating points (default: none)")
     fit.add_argument("--epochs", type=int, default=None)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--force", action="store_true", help="replace an existing --out")
@@ -83,7 +86,7 @@ def _fit(args: argparse.Namespace) -> int:
     summary = fit_drift_model(
         args.data, args.out, columns, label_col=args.label_col, fail_above=args.fail_above,
         fail_below=args.fail_below, direction=args.direction, per_unit_duration=args.per_unit_duration,
-        seed=args.seed, epochs=args.epochs, force=args.force,
+        seed=args.seed, epochs=args.epochs, transform=args.transform, force=args.force,
     )
     print(f"trained on {summary['healthy']} healthy of {summary['units']} units -> {args.out}")
     return 0

@@ -68,6 +68,7 @@ def fit_drift_model(
     per_unit_duration: bool = False,
     seed: int = 0,
     epochs: int | None = None,
+    transform: str = "none",
     force: bool = False,
 ) -> dict:
     """Train a DriftModel on the healthy units of a long table; write it (safetensors + JSON) to `out`."""
@@ -80,7 +81,9 @@ def fit_drift_model(
     if direction is None:
         direction = "increase" if fail_above is not None else "decrease" if fail_below is not None else "both"
     cvae = CVAEConfig(direction=direction, **({"epochs": epochs, "min_updates": 0} if epochs else {}))
-    config = DriftConfig(per_unit_duration=per_unit_duration, seed=seed, cvae=cvae)
+    if transform not in ("none", "asinh"):
+        raise BadInputError(f"unknown --transform {transform!r}; choose none or asinh")
+    config = DriftConfig(per_unit_duration=per_unit_duration, seed=seed, cvae=cvae, value_transform=transform)
     model = DriftModel(config).fit(healthy)
     model.columns = {"unit_col": columns.unit_col, "time_col": columns.time_col}
     summary = {"units": len(fleet), "healthy": len(healthy), "failed": len(fleet) - len(healthy),

@@ -3,11 +3,18 @@
 Every detector (the CVAE and every baseline) sees the same features: the prefix of each value column up to
 horizon k, linearly interpolated onto `n_points` equally spaced times in [0, k·duration], divided by a
 per-column scale learned from healthy training units; plus the standardized operating conditions.
+
+Optional value transform "asinh": v ↦ asinh(v / σ), σ = the column's measurement-noise level estimated from
+healthy readings. It is linear within the noise and logarithmic beyond it, so a multiplicative wear-out
+(ΔI = A·AF(T, J)·t^m) has the same unit-to-unit spread at every operating point: a weak unit at a cold,
+low-current point is then as far from its healthy peers as one at a hot point, where linear features make
+the cold one look small. Defined at zero and for negative readings, unlike a log.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -17,6 +24,7 @@ from realignkit.drift.table import Fleet, UnitSeries
 # A unit must have a reading within this fraction of the test duration before the horizon; otherwise its
 # prefix does not reach the horizon and interpolation would invent the missing end of the window.
 COVERAGE_TOLERANCE = 0.1
+ValueTransform = Literal["none", "asinh"]
 
 
 @dataclass
@@ -27,6 +35,8 @@ class FeatureSpec:
     duration: float = 1.0  # test duration in time units ("fleet" mode)
     per_unit_duration: bool = False  # each unit's own last reading ends its test (fine-tuning runs)
     value_scale: list[float] = field(default_factory=list)
+    value_transform: ValueTransform = "none"
+    noise_scale: list[float] = field(default_factory=list)  # per value column, for "asinh"
     condition_mean: list[float] = field(default_factory=list)
     condition_std: list[float] = field(default_factory=list)
 
@@ -38,19 +48,31 @@ class FeatureSpec:
         return cls(**data)
 
     @classmethod
-    def fit(cls, fleet: Fleet, *, n_points: int = 16, per_unit_duration: bool = False) -> FeatureSpec:
-        """Learn duration and scales from (healthy training) units."""
+    def fit(cls, fleet: Fleet, *, n_points: int = 16, per_unit_duration: bool = False,
+            value_transform: ValueTransform = "none") -> FeatureSpec:
+        """Learn duration, noise level and scales from (healthy training) units."""
         if len(fleet) == 0:
             raise BadInputError("no healthy units to train on (the healthy set is empty)")
+        if value_transform not in ("none", "asinh"):
+            raise BadInputError(f"unknown value transform {value_transform!r}; choose none or asinh")
         duration = max(u.end_time for u in fleet.units)
-        all_values = np.concatenate([np.abs(u.values) for u in fleet.units])  # (n_readings_total, n_values)
+        spec = cls(n_points, float(duration), per_unit_duration, value_transform=value_transform)
+        if value_transform == "asinh":
+            spec.noise_scale = estimate_noise(fleet).tolist()
+        transformed = np.concatenate([np.abs(spec.transform(u.values)) for u in fleet.units])  # (n_readings, n_values)
         # 90th percentile of |value|: robust to a few extreme healthy readings, never zero
-        scale = np.maximum(np.percentile(all_values, 90, axis=0), 1e-6)
+        spec.value_scale = np.maximum(np.percentile(transformed, 90, axis=0), 1e-6).tolist()
         conds = np.stack([u.conditions for u in fleet.units])  # (n_units, n_conditions)
         mean = conds.mean(axis=0) if conds.size else np.zeros(0)
         std = conds.std(axis=0) if conds.size else np.zeros(0)
-        std = np.where(std > 1e-12, std, 1.0)
-        return cls(n_points, float(duration), per_unit_duration, scale.tolist(), mean.tolist(), std.tolist())
+        spec.condition_mean, spec.condition_std = mean.tolist(), np.where(std > 1e-12, std, 1.0).tolist()
+        return spec
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """(n_readings, n_values) raw readings → the space the features live in (before scaling)."""
+        if self.value_transform == "asinh":
+            return np.arcsinh(values / np.asarray(self.noise_scale))
+        return values
 
     def unit_duration(self, unit: UnitSeries) -> float:
         return unit.end_time if self.per_unit_duration else self.duration
@@ -62,7 +84,7 @@ class FeatureSpec:
         seen = unit.times <= end + 1e-9 * max(1.0, abs(end))  # causal: readings after the horizon are unused
         if not seen.any():
             raise BadInputError(f"unit {unit.unit!r} has no reading before horizon {horizon:g} (t={end:g})")
-        times, values = unit.times[seen], unit.values[seen]
+        times, values = unit.times[seen], self.transform(unit.values[seen])
         # tolerance: 10 % of the test, or 1.5 reading intervals for sparsely sampled units (e.g. 10 checkpoints)
         interval = float(np.median(np.diff(unit.times))) if unit.times.size > 1 else 0.0
         if times[-1] < end - max(COVERAGE_TOLERANCE * duration, 1.5 * interval):
@@ -89,6 +111,22 @@ class FeatureSpec:
                 f"data has {conds.shape[1]} condition column(s), the model was trained with {len(self.condition_mean)}"
             )
         return (conds - np.asarray(self.condition_mean)) / np.asarray(self.condition_std)
+
+
+def estimate_noise(fleet: Fleet) -> np.ndarray:
+    """(n_values,) robust measurement-noise σ per value column, from second differences of healthy readings.
+
+    For white noise of σ on a smooth trend, the second difference x[i+1] − 2x[i] + x[i−1] has σ·√6 (the smooth
+    wear-out contributes little between neighbouring readings); 1.4826 · median |·| makes it robust to jumps.
+    """
+    diffs = [np.diff(u.values, n=2, axis=0) for u in fleet.units if len(u.values) >= 3]
+    if not diffs:
+        raise BadInputError("the asinh transform needs units with at least 3 readings to estimate the noise level")
+    second = np.concatenate(diffs)  # (n, n_values)
+    sigma = 1.4826 * np.median(np.abs(second), axis=0) / np.sqrt(6.0)
+    # a noise-free column (e.g. simulated) falls back to 1 % of its typical magnitude, never zero
+    typical = np.percentile(np.abs(np.concatenate([u.values for u in fleet.units])), 90, axis=0)
+    return np.maximum(sigma, np.maximum(0.01 * typical, 1e-9))
 
 
 def unseen_condition_units(fleet: Fleet, seen: list[dict], names: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -31,6 +32,8 @@ class DriftConfig(BaseModel):
     horizons: list[float] = Field(default_factory=lambda: list(DEFAULT_HORIZONS))
     validation_fraction: float = Field(0.25, ge=0.0, lt=1.0)  # healthy units held out to set thresholds
     per_unit_duration: bool = False
+    # "asinh": features are asinh(value / noise σ), for multiplicative wear-out (see features.py)
+    value_transform: Literal["none", "asinh"] = "none"
     seed: int = 0
     cvae: CVAEConfig = CVAEConfig()
 
@@ -69,7 +72,8 @@ class DriftModel:
         cfg = self.config
         train_ids, val_ids = split_healthy(healthy.unit_ids, cfg.validation_fraction, cfg.seed)
         train, val = healthy.subset(train_ids), healthy.subset(val_ids)
-        self.spec = FeatureSpec.fit(train, n_points=cfg.n_points, per_unit_duration=cfg.per_unit_duration)
+        self.spec = FeatureSpec.fit(train, n_points=cfg.n_points, per_unit_duration=cfg.per_unit_duration,
+                                    value_transform=cfg.value_transform)
         self.value_cols, self.condition_cols = list(healthy.value_cols), list(healthy.condition_cols)
         self.seen_conditions = describe_seen_conditions(healthy)
         x, c = self._stacked(train, cfg.horizons)
