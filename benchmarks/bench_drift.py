@@ -1,7 +1,7 @@
 """Degradation prediction (`realignkit drift`): fit time, threshold tuning, and the full bench.
 
     python benchmarks/bench_drift.py fit-time [--units 500]     # CVAE fit on a 500-unit fleet (target ≤ 60 s)
-    python benchmarks/bench_drift.py tune                       # seeds 0-2, both presets, mixes pooled: F1@0.5 per rule
+    python benchmarks/bench_drift.py tune [--transform asinh]   # tuning seeds 0-2 + 20-27, both presets: F1@0.5 per rule
     python benchmarks/bench_drift.py bench --out DIR [--lab D]  # = realignkit drift bench (fresh seeds)
 
 `tune` is where runner.BENCH_RULES and the CVAE defaults come from; the bench then runs on *other* seeds,
@@ -46,7 +46,7 @@ def fit_time(units: int, seed: int) -> dict:
     fleet = generate_laser_fleet("vcsel", units, seed=seed)
     healthy = healthy_units(fleet)
     started = time.perf_counter()
-    DriftModel(DriftConfig(seed=seed)).fit(healthy)
+    DriftModel(DriftConfig(seed=seed, value_transform="asinh")).fit(healthy)
     seconds = time.perf_counter() - started
     return {"units": units, "healthy_units": len(healthy), "fit_seconds": round(seconds, 2),
             "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),

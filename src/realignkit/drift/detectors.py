@@ -31,7 +31,7 @@ class ThresholdConfig(BaseModel):
     rule: Literal["quantile", "mad"] = "mad"  # the CVAE's best rule on the tuning seeds (bench_drift.py tune)
     quantile: float = Field(0.99, gt=0.0, le=1.0)
     margin: float = Field(2.0, ge=0.0)
-    mad_k: float = Field(12.0, gt=0.0)
+    mad_k: float = Field(10.0, gt=0.0)
 
 
 class Detector(Protocol):

@@ -8,7 +8,11 @@ unstable thresholds; the threshold rules were re-tuned on seeds 0–2 only, and 
 the CVAE ranked well (AUROC ≥ 0.96) but missed failing units (recall): its full-KL latent term and a rule tuned
 on one test mix were miscalibrated across condition mixes. The latent term became ½‖μ‖² (CVAEConfig.latent_score)
 and every detector's rule was re-tuned on seeds 0–2 pooled over the hot, cold and continuous mixes of both
-presets; seeds 301–305 (other counts and mixes) are new.
+presets; on seeds 301–305 the CVAE met the target on VCSEL (0.989) but not on edge emitters (0.962, recall
+0.875–0.93 at AUROC ≈ 1): weak units at cold, low-current points scored low with linear features. The
+features became asinh(value / noise σ) for every detector (features.py), and every rule was re-tuned on a
+wider tuning set: seeds 0–2 plus seeds 20–27 with drawn unit counts and test mixes (bench_drift.py tune).
+Seeds 401–405 below, with their counts and mixes, were fixed before any of them was generated.
 """
 
 from __future__ import annotations
@@ -29,17 +33,18 @@ from realignkit.drift.model import DriftConfig
 from realignkit.drift.plots import plot_f1_vs_horizon, plot_trajectories
 from realignkit.drift.table import Fleet
 
-# Threshold rule per detector: each the best mean F1 at horizon 0.5 over the tuning seeds 0–2 of both presets,
-# test mixes hot, cold and continuous pooled (bench_drift.py tune: quantile margins {0, .5, 1, 2, 3, 5} and MAD k
-# {3, 5, 8, 10, 12, 16, 20, 30}); no detector uses the CVAE's rule. Stated tie rule, same for all: a MAD rule
-# within 0.005 of the best mean F1 is preferred (robust: with ~60–100 held-out units, q99 is set by the one or
-# two most extreme ones). It applies only to the CVAE: mad k=12 0.980 vs quantile m=2 0.981.
+# Threshold rule per detector: each the best mean F1 at horizon 0.5 over the tuning set (bench_drift.py tune
+# --transform asinh: seeds 0–2 with hot, cold and continuous test mixes pooled, and seeds 20–27 with drawn unit
+# counts and test mixes, both presets; rules: quantile q99 + margin {0, .5, 1, 2, 3, 5}, q {.9, .95, .975},
+# median + k·MAD for k {1, 2, 3, 5, 6, 8, 10, 12, 16, 20, 30}). No detector uses the CVAE's rule. Stated tie
+# rule, same for all: a MAD rule within 0.005 of the best mean F1 is preferred (robust: with ~60–100 held-out
+# units, q99 is set by the one or two most extreme ones); no detector's pick depended on it this time.
 BENCH_RULES = {
-    "cvae": ThresholdConfig(rule="mad", mad_k=12.0),  # tuning F1 0.980
-    "iforest": ThresholdConfig(rule="mad", mad_k=5.0),  # 0.871
-    "ocsvm": ThresholdConfig(rule="quantile", margin=1.0),  # 0.974
-    "lof": ThresholdConfig(rule="quantile", margin=1.0),  # 0.850
-    "ae": ThresholdConfig(rule="quantile", margin=3.0),  # 0.897
+    "cvae": ThresholdConfig(rule="mad", mad_k=10.0),  # tuning F1 0.985 (VCSEL 0.985, edge 0.985)
+    "iforest": ThresholdConfig(rule="quantile", quantile=0.975, margin=0.0),  # 0.835
+    "ocsvm": ThresholdConfig(rule="mad", mad_k=3.0),  # 0.966
+    "lof": ThresholdConfig(rule="mad", mad_k=20.0),  # 0.898
+    "ae": ThresholdConfig(rule="mad", mad_k=10.0),  # 0.881
 }
 LASER_DIRECTION = "increase"  # drive current rises as a laser degrades
 LAB_DIRECTION = "decrease"  # refusal rate falls as safety degrades
