@@ -4,8 +4,8 @@
     python benchmarks/bench_drift.py tune [--transform asinh]   # tuning seeds 0-2 + 20-27, both presets: F1@0.5 per rule
     python benchmarks/bench_drift.py bench --out DIR [--lab D]  # = realignkit drift bench (fresh seeds)
 
-`tune` is where runner.BENCH_RULES and the CVAE defaults come from; the bench then runs on *other* seeds,
-unit counts and condition mixes. Prints tables and writes JSON (--json).
+`tune` is where runner.BENCH_RULES and the CVAE defaults come from; the bench then runs on fresh seeds (their
+unit counts and condition mixes lie within what the tuning set covers). Prints tables and writes JSON (--json).
 """
 
 from __future__ import annotations

@@ -111,6 +111,8 @@ def test_asinh_features_are_asinh_of_value_over_noise_then_scaled():
     assert plain.noise_scale == [] and np.allclose(plain.window(units[0], 1.0)[:, 0],
                                                    units[0].values[:, 0] / plain.value_scale[0])
     assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(BadInputError, match="unknown value transform"):
+        FeatureSpec.from_dict({**spec.to_dict(), "value_transform": "log"})
 
 
 def test_asinh_transform_refuses_units_too_short_to_estimate_noise():

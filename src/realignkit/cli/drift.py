@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      help="each unit's own last reading ends its test (runs of different lengths)")
     fit.add_argument("--transform", choices=("none", "asinh"), default="none",
                      help="asinh: features are asinh(value / noise level), for multiplicative wear-out such as "
-                          "laser drive current across operating points (default: none)")
+                          "the %% drive-current increase of lasers across operating points; values should be "
+                          "changes from the first reading (default: none)")
     fit.add_argument("--epochs", type=int, default=None)
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--force", action="store_true", help="replace an existing --out")

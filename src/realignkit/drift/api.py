@@ -236,7 +236,8 @@ def _gaas_with_tuned_rules(gaas, profile: str) -> dict:
 _PROTOCOL = (
     "Laser fleets: per seed, train on the healthy units of a generated fleet (stress-cell grid), threshold on "
     "held-out healthy units of that fleet, test on a fresh fleet with another seed, unit count and condition "
-    "mix. All detectors share features (asinh of value over the noise level) and splits; each detector's "
+    "mix. All detectors share features (laser fleets: asinh of value over the noise level; GaAs and the "
+    "fine-tuning fleet: linear) and splits; each detector's "
     "threshold rule (a quantile + margin, or median + k*MAD of held-out healthy scores) was tuned on seeds 0-2 "
     "and 20-27. GaAs: trained on a generated healthy fleet matched to the "
     "unlabelled GaAs readings up to the cutoff. Fine-tuning fleet: cross-fitted over folds of runs."

@@ -45,7 +45,10 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
-        return cls(**data)
+        spec = cls(**data)
+        if spec.value_transform not in ("none", "asinh"):
+            raise BadInputError(f"unknown value transform {spec.value_transform!r} in the saved model")
+        return spec
 
     @classmethod
     def fit(cls, fleet: Fleet, *, n_points: int = 16, per_unit_duration: bool = False,
@@ -124,7 +127,8 @@ def estimate_noise(fleet: Fleet) -> np.ndarray:
         raise BadInputError("the asinh transform needs units with at least 3 readings to estimate the noise level")
     second = np.concatenate(diffs)  # (n, n_values)
     sigma = 1.4826 * np.median(np.abs(second), axis=0) / np.sqrt(6.0)
-    # a noise-free column (e.g. simulated) falls back to 1 % of its typical magnitude, never zero
+    # floor: 1 % of the column's typical magnitude (never zero), so a (nearly) noise-free column is not turned
+    # into pure log compression of its smallest wiggles
     typical = np.percentile(np.abs(np.concatenate([u.values for u in fleet.units])), 90, axis=0)
     return np.maximum(sigma, np.maximum(0.01 * typical, 1e-9))
 
