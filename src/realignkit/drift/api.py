@@ -13,6 +13,7 @@ from pathlib import Path
 
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.drift.cvae import CVAEConfig
+from realignkit.drift.features import VALUE_TRANSFORMS
 from realignkit.drift.model import DriftConfig, DriftModel, UnitScore
 from realignkit.drift.table import Fleet, load_long_table, read_header, write_long_csv
 
@@ -81,8 +82,8 @@ def fit_drift_model(
     if direction is None:
         direction = "increase" if fail_above is not None else "decrease" if fail_below is not None else "both"
     cvae = CVAEConfig(direction=direction, **({"epochs": epochs, "min_updates": 0} if epochs else {}))
-    if transform not in ("none", "asinh"):
-        raise BadInputError(f"unknown --transform {transform!r}; choose none or asinh")
+    if transform not in VALUE_TRANSFORMS:
+        raise BadInputError(f"unknown --transform {transform!r}; choose {' or '.join(VALUE_TRANSFORMS)}")
     config = DriftConfig(per_unit_duration=per_unit_duration, seed=seed, cvae=cvae, value_transform=transform)
     model = DriftModel(config).fit(healthy)
     model.columns = {"unit_col": columns.unit_col, "time_col": columns.time_col}

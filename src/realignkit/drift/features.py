@@ -25,6 +25,7 @@ from realignkit.drift.table import Fleet, UnitSeries
 # prefix does not reach the horizon and interpolation would invent the missing end of the window.
 COVERAGE_TOLERANCE = 0.1
 ValueTransform = Literal["none", "asinh"]
+VALUE_TRANSFORMS: tuple[str, ...] = ("none", "asinh")
 
 
 @dataclass
@@ -46,7 +47,7 @@ class FeatureSpec:
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
         spec = cls(**data)
-        if spec.value_transform not in ("none", "asinh"):
+        if spec.value_transform not in VALUE_TRANSFORMS:
             raise BadInputError(f"unknown value transform {spec.value_transform!r} in the saved model")
         return spec
 
@@ -56,8 +57,8 @@ class FeatureSpec:
         """Learn duration, noise level and scales from (healthy training) units."""
         if len(fleet) == 0:
             raise BadInputError("no healthy units to train on (the healthy set is empty)")
-        if value_transform not in ("none", "asinh"):
-            raise BadInputError(f"unknown value transform {value_transform!r}; choose none or asinh")
+        if value_transform not in VALUE_TRANSFORMS:
+            raise BadInputError(f"unknown value transform {value_transform!r}; choose {' or '.join(VALUE_TRANSFORMS)}")
         duration = max(u.end_time for u in fleet.units)
         spec = cls(n_points, float(duration), per_unit_duration, value_transform=value_transform)
         if value_transform == "asinh":
