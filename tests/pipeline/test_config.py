@@ -1,5 +1,7 @@
 """Sweep settings: typed, unknown keys refused, bad input one line (exit 2 via the CLI)."""
 
+from pathlib import Path
+
 import pytest
 
 from realignkit.cli import main
@@ -111,3 +113,84 @@ def test_output_inside_an_input_is_refused(dirs, capsys):
     code = main(["sweep", "--aligned", str(dirs / "aligned"), "--tuned", str(dirs / "tuned"), "--out", str(out)])
     assert code == 2 and "overlaps input" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- Recipe paths: one rule (realignkit.common.paths.resolve_recipe_path) for sweep and repair recipes ------------
+
+
+def test_resolve_recipe_path_rule(tmp_path, monkeypatch):
+    from realignkit.common.paths import resolve_recipe_path
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    recipe_dir = tmp_path / "recipes"
+    assert resolve_recipe_path("~/m", recipe_dir) == home / "m"  # `~` first, never joined to the recipe dir
+    assert resolve_recipe_path("/abs/m", recipe_dir) == Path("/abs/m")
+    assert resolve_recipe_path("sub/m", recipe_dir) == recipe_dir / "sub" / "m"
+    assert resolve_recipe_path("m", "recipes") == recipe_dir / "m"  # a relative recipe dir is made absolute
+
+
+def _home_with_models(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    for name in ("aligned", "tuned"):
+        (home / "models" / name).mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
+def test_sweep_recipe_tilde_model_path_resolves_under_home(tmp_path, monkeypatch):
+    home = _home_with_models(tmp_path, monkeypatch)
+    recipe_dir = tmp_path / "project"
+    recipe_dir.mkdir()
+    recipe = recipe_dir / "recipe.yaml"
+    recipe.write_text("aligned: ~/models/aligned\ntuned: ~/models/tuned\nmethods: [interpolate]\n")
+    config = build_config(load_recipe(recipe), KNOWN)
+    assert config.aligned == (home / "models" / "aligned").resolve()
+    assert config.tuned == (home / "models" / "tuned").resolve()
+
+
+def test_sweep_recipe_relative_calibration_is_against_the_recipe_not_the_cwd(dirs, tmp_path_factory, monkeypatch):
+    (dirs / "data").mkdir()
+    (dirs / "data" / "harmful.jsonl").write_text('{"prompt": "x"}\n')
+    recipe = dirs / "recipe.yaml"
+    recipe.write_text(
+        "aligned: aligned\ntuned: tuned\nmethods: [interpolate, antidote]\ncalibration: {antidote: data/harmful.jsonl}\n"
+    )
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    monkeypatch.chdir(elsewhere)
+    config = build_config(load_recipe(recipe), KNOWN)
+    assert config.calibration == {"antidote": (dirs / "data" / "harmful.jsonl").resolve()}
+
+
+def test_sweep_recipe_tilde_calibration_resolves_under_home(dirs, tmp_path, monkeypatch):
+    home = _home_with_models(tmp_path, monkeypatch)
+    (home / "harmful.jsonl").write_text('{"prompt": "x"}\n')
+    recipe = dirs / "recipe.yaml"
+    recipe.write_text("aligned: aligned\ntuned: tuned\nmethods: [antidote]\ncalibration: {antidote: ~/harmful.jsonl}\n")
+    assert build_config(load_recipe(recipe), KNOWN).calibration == {"antidote": (home / "harmful.jsonl").resolve()}
+
+
+def test_sweep_flags_expand_tilde_and_stay_relative_to_the_cwd(tmp_path, monkeypatch):
+    home = _home_with_models(tmp_path, monkeypatch)
+    monkeypatch.chdir(home / "models")
+    config = build_config({"aligned": "~/models/aligned", "tuned": "tuned"}, KNOWN)
+    assert config.aligned == (home / "models" / "aligned").resolve()
+    assert config.tuned == (home / "models" / "tuned").resolve()
+
+
+@pytest.mark.parametrize("value", ["~/models/aligned", "models/aligned", "ABSOLUTE"])
+def test_sweep_and_repair_recipes_resolve_paths_identically(tmp_path, monkeypatch, value):
+    from realignkit.methods.recipe import load_recipe as load_repair_recipe
+
+    _home_with_models(tmp_path, monkeypatch)
+    value = str(tmp_path / "abs" / "aligned") if value == "ABSOLUTE" else value
+    (tmp_path / "project").mkdir()
+    sweep = tmp_path / "project" / "sweep.yaml"
+    repair = tmp_path / "project" / "repair.yaml"
+    sweep.write_text(f"aligned: {value}\ncalibration: {{antidote: {value}}}\n")
+    repair.write_text(f"method: interpolate\nmodels: {{aligned: {value}}}\ncalibration: {value}\n")
+    monkeypatch.chdir(tmp_path / "home")
+    settings, recipe = load_recipe(sweep), load_repair_recipe(repair)
+    assert settings["aligned"] == recipe.models.aligned == settings["calibration"]["antidote"] == recipe.calibration
+    assert Path(recipe.calibration).is_absolute()

@@ -10,7 +10,8 @@
     out: ./repaired
     options: {dtype: bfloat16, shard_size: 2GB, allow_missing: false}
 
-Relative paths are resolved against the recipe file's directory. Unknown keys are errors.
+Paths follow `realignkit.common.paths.resolve_recipe_path` (the rule sweep recipes use too): `~` is expanded
+first, absolute paths stay, relative ones are resolved against the recipe file's directory. Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from realignkit.common.errors import BadInputError, closest_match
+from realignkit.common.paths import resolve_recipe_path
 
 
 class RecipeModels(BaseModel):
@@ -73,10 +75,7 @@ def _unknown_key_message(exc: ValidationError, path: Path) -> str:
 
 
 def _resolve(value: str | None, root: Path) -> str | None:
-    if value is None:
-        return None
-    candidate = Path(value).expanduser()
-    return str(candidate if candidate.is_absolute() else root / candidate)
+    return None if value is None else str(resolve_recipe_path(value, root))
 
 
 def load_recipe(path: str | Path) -> Recipe:

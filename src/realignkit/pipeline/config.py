@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from realignkit.common import BadInputError, closest_match
+from realignkit.common.paths import resolve_recipe_path
 
 # Small default grids, cheapest methods first. Each key maps a parameter to the values swept (their product).
 # Values that are 0/1 end points (alpha=1 is `tuned`, alpha=0 is `aligned`) are left out on purpose: they add
@@ -140,16 +141,23 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
     except ValidationError as exc:
         raise BadInputError(f"bad sweep settings: {_one_line_validation_error(exc)}") from None
     _check_grid_methods(config, known_methods)
+    # Paths still relative here came from flags (a recipe's were resolved by load_recipe): they follow the same
+    # rule as recipe paths, with the working directory in place of the recipe's directory. Made absolute, so the
+    # run's identity does not depend on the working directory.
+    cwd = Path.cwd()
     for role in ("aligned", "tuned", "base", "unaligned"):
         path = getattr(config, role)
-        if path is not None and not Path(path).exists():
+        if path is None:
+            continue
+        resolved = resolve_recipe_path(path, cwd)
+        if not resolved.exists():
             raise BadInputError(f"--{role} {str(path)!r} does not exist")
-        if path is not None:  # absolute, so the run's identity does not depend on the working directory
-            setattr(config, role, Path(path).expanduser().resolve())
+        setattr(config, role, resolved.resolve())
     for name, path in config.calibration.items():
-        if not Path(path).is_file():
+        resolved = resolve_recipe_path(path, cwd)
+        if not resolved.is_file():
             raise BadInputError(f"calibration file for {name!r} not found: {str(path)!r}")
-        config.calibration[name] = Path(path).expanduser().resolve()
+        config.calibration[name] = resolved.resolve()
     return config
 
 
@@ -167,8 +175,16 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadInputError(f"recipe {str(path)!r} must be a mapping of settings, got {type(data).__name__}")
     data = dict(data.get("sweep", data)) if set(data) == {"sweep"} else data
-    # Relative paths in a recipe are relative to the recipe file, as a user would expect.
+    # Paths in a recipe follow the one recipe-path rule (`~` first, absolute stays, relative is against the
+    # recipe file's directory), shared with repair recipes. Anything not a string is left for build_config to refuse.
+    recipe_dir = recipe_path.parent
     for role in ("aligned", "tuned", "base", "unaligned"):
         if isinstance(data.get(role), str):
-            data[role] = str((recipe_path.parent / data[role]).expanduser())
+            data[role] = str(resolve_recipe_path(data[role], recipe_dir))
+    calibration = data.get("calibration")
+    if isinstance(calibration, dict):
+        data["calibration"] = {
+            name: str(resolve_recipe_path(value, recipe_dir)) if isinstance(value, str) else value
+            for name, value in calibration.items()
+        }
     return data
