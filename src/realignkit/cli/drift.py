@@ -29,12 +29,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", required=True, help="model directory to write")
     _add_columns(fit, defaults=True)
     fit.add_argument("--label-col", default=None, help="0/1 failure label per unit (default: 'failed')")
+    fit.add_argument("--all-healthy", action="store_true",
+                     help="every unit is healthy: train on all of them, no label column needed")
     fit.add_argument("--fail-above", type=float, default=None, help="failed if the last value is ≥ this")
     fit.add_argument("--fail-below", type=float, default=None, help="failed if the last value is < this")
     fit.add_argument("--direction", choices=("both", "increase", "decrease"), default=None,
                      help="which way values move when degrading (default: from --fail-above/--fail-below)")
     fit.add_argument("--per-unit-duration", action="store_true",
-                     help="each unit's own last reading ends its test (runs of different lengths)")
+                     help="each unit's own last reading ends its test (runs of different lengths); default: "
+                          "automatic, used when the healthy units' test durations differ, else one fleet-wide "
+                          "duration (the rule is saved with the model and used by 'drift score')")
     fit.add_argument("--transform", choices=("none", "asinh"), default="none",
                      help="asinh: features are asinh(value / noise level), for multiplicative wear-out such as "
                           "the %% drive-current increase of lasers across operating points; values should be "
@@ -86,10 +90,12 @@ def _fit(args: argparse.Namespace) -> int:
     columns = Columns(args.unit_col, args.time_col, args.value_col or ["value"], args.condition_col or [])
     summary = fit_drift_model(
         args.data, args.out, columns, label_col=args.label_col, fail_above=args.fail_above,
-        fail_below=args.fail_below, direction=args.direction, per_unit_duration=args.per_unit_duration,
-        seed=args.seed, epochs=args.epochs, transform=args.transform, force=args.force,
+        fail_below=args.fail_below, direction=args.direction, per_unit_duration=args.per_unit_duration or None,
+        all_healthy=args.all_healthy, seed=args.seed, epochs=args.epochs, transform=args.transform, force=args.force,
     )
-    print(f"trained on {summary['healthy']} healthy of {summary['units']} units -> {args.out}")
+    rule = ("each unit's own test duration" if summary["duration"]["rule"] == "per_unit"
+            else "one fleet-wide test duration")
+    print(f"trained on {summary['healthy']} healthy of {summary['units']} units ({rule}) -> {args.out}")
     return 0
 
 

@@ -36,24 +36,41 @@ def label_by_criterion(fleet: Fleet, *, fail_above: float | None, fail_below: fl
 
 
 def load_labelled(data: str | os.PathLike[str], columns: Columns, *, label_col: str | None,
-                  fail_above: float | None, fail_below: float | None) -> Fleet:
-    """Load a long table and give every unit a failure label (label column, or criterion on the end value)."""
+                  fail_above: float | None, fail_below: float | None, all_healthy: bool = False) -> Fleet:
+    """Load a long table and give every unit a failure label (label column, criterion on the end value, or
+    `all_healthy`: every unit is healthy, no label column needed)."""
     if fail_above is not None and fail_below is not None:
         raise BadInputError("give --fail-above or --fail-below, not both")
     use_criterion = fail_above is not None or fail_below is not None
     if use_criterion and label_col is not None:
         raise BadInputError("give --label-col or a --fail-above/--fail-below criterion, not both")
+    if all_healthy and (use_criterion or label_col is not None):
+        raise BadInputError("--all-healthy says every unit is healthy: give it without --label-col, --fail-above "
+                            "or --fail-below")
     effective_label = None if use_criterion else (label_col or DEFAULT_LABEL_COL)
     if effective_label and effective_label not in read_header(data):
-        raise BadInputError(
-            f"no label column {effective_label!r} in {Path(data).name}: say which units are healthy with --label-col "
-            "or a criterion on the end value (--fail-above X / --fail-below X)"
-        )
+        if not all_healthy:
+            raise BadInputError(
+                f"no label column {effective_label!r} in {Path(data).name}: say which units are healthy with "
+                "--label-col, a criterion on the end value (--fail-above X / --fail-below X), or --all-healthy "
+                "if every unit is healthy"
+            )
+        effective_label = None
     fleet = load_long_table(data, unit_col=columns.unit_col, time_col=columns.time_col,
                             value_cols=columns.value_cols, condition_cols=columns.condition_cols,
                             label_col=effective_label)
     if use_criterion:
         label_by_criterion(fleet, fail_above=fail_above, fail_below=fail_below)
+    if all_healthy:
+        failed = [u.unit for u in fleet.units if u.label]
+        if failed:
+            raise BadInputError(
+                f"--all-healthy, but column {effective_label!r} labels {len(failed)} unit(s) failed "
+                f"({', '.join(failed[:3])}{', ...' if len(failed) > 3 else ''}); drop --all-healthy to train on "
+                "the healthy ones"
+            )
+        for unit in fleet.units:
+            unit.label = 0
     return fleet
 
 
@@ -66,16 +83,22 @@ def fit_drift_model(
     fail_above: float | None = None,
     fail_below: float | None = None,
     direction: str | None = None,
-    per_unit_duration: bool = False,
+    per_unit_duration: bool | None = None,
+    all_healthy: bool = False,
     seed: int = 0,
     epochs: int | None = None,
     transform: str = "none",
     force: bool = False,
 ) -> dict:
-    """Train a DriftModel on the healthy units of a long table; write it (safetensors + JSON) to `out`."""
+    """Train a DriftModel on the healthy units of a long table; write it (safetensors + JSON) to `out`.
+
+    per_unit_duration None: each unit's own last reading ends its test when the healthy units' test durations
+    differ, else one fleet-wide duration; the rule used is saved with the model (and reported in the summary).
+    """
     started = time.time()
     check_output_not_inside_inputs(out, [data])
-    fleet = load_labelled(data, columns, label_col=label_col, fail_above=fail_above, fail_below=fail_below)
+    fleet = load_labelled(data, columns, label_col=label_col, fail_above=fail_above, fail_below=fail_below,
+                          all_healthy=all_healthy)
     healthy = fleet.subset([u.unit for u in fleet.units if u.label == 0])
     if len(healthy) == 0:
         raise BadInputError(f"the healthy set is empty: all {len(fleet)} unit(s) are labelled failed; nothing to train on")
@@ -88,11 +111,12 @@ def fit_drift_model(
     model = DriftModel(config).fit(healthy)
     model.columns = {"unit_col": columns.unit_col, "time_col": columns.time_col}
     summary = {"units": len(fleet), "healthy": len(healthy), "failed": len(fleet) - len(healthy),
-               "thresholds": model.thresholds}
+               "thresholds": model.thresholds, "duration": model.duration}
     with atomic_output_dir(out, force=force) as tmp:
         model.save(tmp)
         write_manifest(tmp, command="drift fit", parameters={**vars(columns), "label_col": label_col,
-                       "fail_above": fail_above, "fail_below": fail_below, "config": config.model_dump()},
+                       "fail_above": fail_above, "fail_below": fail_below, "all_healthy": all_healthy,
+                       "config": config.model_dump()},
                        inputs={"data": data}, started=started, extra={"summary": summary})
     return summary
 

@@ -81,20 +81,31 @@ class FeatureSpec:
     def unit_duration(self, unit: UnitSeries) -> float:
         return unit.end_time if self.per_unit_duration else self.duration
 
+    @staticmethod
+    def _seen(unit: UnitSeries, end: float) -> np.ndarray:
+        return unit.times <= end + 1e-9 * max(1.0, abs(end))
+
+    def has_reading_before(self, unit: UnitSeries, horizon: float) -> bool:
+        """Whether `unit` has a reading at or before `horizon` of its test (else it has no prefix there)."""
+        return bool(self._seen(unit, horizon * self.unit_duration(unit)).any())
+
     def window(self, unit: UnitSeries, horizon: float) -> np.ndarray:
         """(n_points, n_values) resampled prefix of `unit` up to `horizon` of its test duration."""
         duration = self.unit_duration(unit)
         end = horizon * duration
-        seen = unit.times <= end + 1e-9 * max(1.0, abs(end))  # causal: readings after the horizon are unused
+        seen = self._seen(unit, end)  # causal: readings after the horizon are unused
         if not seen.any():
-            raise BadInputError(f"unit {unit.unit!r} has no reading before horizon {horizon:g} (t={end:g})")
+            raise BadInputError(f"unit {unit.unit!r} has no reading before horizon {horizon:g} (t={end:g}, first "
+                                f"reading at t={unit.times[0]:g}); score at a larger --horizon")
         times, values = unit.times[seen], self.transform(unit.values[seen])
-        # tolerance: 10 % of the test, or 1.5 reading intervals for sparsely sampled units (e.g. 10 checkpoints)
-        interval = float(np.median(np.diff(unit.times))) if unit.times.size > 1 else 0.0
-        if times[-1] < end - max(COVERAGE_TOLERANCE * duration, 1.5 * interval):
+        if times[-1] < end - coverage_slack(unit, duration):
+            fix = "score at a smaller --horizon"
+            if not self.per_unit_duration:
+                fix += (f", or, if units' tests run for different times, fit with --per-unit-duration (this model "
+                        f"measures every unit's test against one duration, t={duration:g})")
             raise BadInputError(
                 f"unit {unit.unit!r} has readings only up to t={times[-1]:g}, short of horizon {horizon:g} "
-                f"(t={end:g}); score at a smaller --horizon"
+                f"(t={end:g}); {fix}"
             )
         grid = np.linspace(0.0, end, self.n_points)
         columns = [np.interp(grid, times, values[:, j]) for j in range(values.shape[1])]
@@ -115,6 +126,20 @@ class FeatureSpec:
                 f"data has {conds.shape[1]} condition column(s), the model was trained with {len(self.condition_mean)}"
             )
         return (conds - np.asarray(self.condition_mean)) / np.asarray(self.condition_std)
+
+
+def coverage_slack(unit: UnitSeries, duration: float) -> float:
+    """How far a unit's last reading may fall short of a window end: 10 % of the test, or 1.5 reading
+    intervals for sparsely sampled units (e.g. 10 checkpoints)."""
+    interval = float(np.median(np.diff(unit.times))) if unit.times.size > 1 else 0.0
+    return max(COVERAGE_TOLERANCE * duration, 1.5 * interval)
+
+
+def durations_differ(fleet: Fleet) -> bool:
+    """True when measuring every unit against one test duration (the longest) cannot work: some unit's
+    readings stop short of the end of that test by more than the coverage tolerance."""
+    longest = max(u.end_time for u in fleet.units)
+    return any(u.end_time < longest - coverage_slack(u, longest) for u in fleet.units)
 
 
 def estimate_noise(fleet: Fleet) -> np.ndarray:

@@ -18,7 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from realignkit.common.errors import BadInputError
 from realignkit.drift.cvae import ConditionalVAE, CVAEConfig
-from realignkit.drift.features import FeatureSpec, describe_seen_conditions, unseen_condition_units
+from realignkit.drift.features import (
+    FeatureSpec,
+    describe_seen_conditions,
+    durations_differ,
+    unseen_condition_units,
+)
 from realignkit.drift.table import Fleet
 
 MODEL_CONFIG_NAME = "drift_model.json"
@@ -31,7 +36,9 @@ class DriftConfig(BaseModel):
     n_points: int = Field(16, ge=2)
     horizons: list[float] = Field(default_factory=lambda: list(DEFAULT_HORIZONS))
     validation_fraction: float = Field(0.25, ge=0.0, lt=1.0)  # healthy units held out to set thresholds
-    per_unit_duration: bool = False
+    # None: each unit's own last reading ends its test when the healthy units' test durations differ, else one
+    # fleet-wide duration (the longest test); True / False force one rule. The rule used is saved with the model.
+    per_unit_duration: bool | None = None
     # "asinh": features are asinh(value / noise σ), for multiplicative wear-out (see features.py)
     value_transform: Literal["none", "asinh"] = "none"
     seed: int = 0
@@ -63,6 +70,8 @@ class DriftModel:
         self.value_cols: list[str] = []
         self.condition_cols: list[str] = []
         self.columns: dict[str, str] = {}  # unit / time column names of the training table, defaults for scoring
+        # the test-duration rule fit() used: {"rule": "per_unit" | "fleet", "chosen_by": "auto" | "config", ...}
+        self.duration: dict = {}
 
     # --- training --------------------------------------------------------------------------------------------
     def fit(self, healthy: Fleet) -> DriftModel:
@@ -72,29 +81,42 @@ class DriftModel:
         cfg = self.config
         train_ids, val_ids = split_healthy(healthy.unit_ids, cfg.validation_fraction, cfg.seed)
         train, val = healthy.subset(train_ids), healthy.subset(val_ids)
-        self.spec = FeatureSpec.fit(train, n_points=cfg.n_points, per_unit_duration=cfg.per_unit_duration,
+        per_unit = durations_differ(healthy) if cfg.per_unit_duration is None else cfg.per_unit_duration
+        self.spec = FeatureSpec.fit(train, n_points=cfg.n_points, per_unit_duration=per_unit,
                                     value_transform=cfg.value_transform)
+        ends = [u.end_time for u in healthy.units]
+        self.duration = {"rule": "per_unit" if per_unit else "fleet",
+                         "chosen_by": "auto" if cfg.per_unit_duration is None else "config",
+                         "healthy_end_times": [min(ends), max(ends)]}
         self.value_cols, self.condition_cols = list(healthy.value_cols), list(healthy.condition_cols)
         self.seen_conditions = describe_seen_conditions(healthy)
-        x, c = self._stacked(train, cfg.horizons)
+        # a unit whose first reading comes after a horizon has no prefix there (e.g. a short test read every
+        # 100 h, at horizon 0.1 of its own duration): it sits out that horizon
+        parts = [self._features(part, h) for h in cfg.horizons if len(part := self._with_prefix(train, h))]
+        if not parts:
+            raise BadInputError("no healthy training unit has a reading before any training horizon")
+        x, c = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         self.detector = ConditionalVAE(cfg.cvae.model_copy(update={"seed": cfg.seed})).fit(x, c)
         reference = val if len(val) else train  # with no held-out units, thresholds come from training scores
         self.thresholds = {}
         for horizon in cfg.horizons:
-            xh, ch = self._features(reference, horizon)
-            scores = self.detector.decision_function(xh, ch)
+            ref = self._with_prefix(reference, horizon)
+            if len(ref) == 0:  # no threshold at this horizon: it lies outside the range the model scores
+                continue
+            scores = self.detector.decision_function(*self._features(ref, horizon))
             self.thresholds[horizon] = _quantile_threshold(scores, self.detector)
-        self.detector.threshold_ = self.threshold_at(max(cfg.horizons))
+        if not self.thresholds:
+            raise BadInputError("no held-out healthy unit has a reading before any training horizon")
+        self.detector.threshold_ = self.threshold_at(max(self.thresholds))
         return self
+
+    def _with_prefix(self, fleet: Fleet, horizon: float) -> Fleet:
+        return fleet.subset([u.unit for u in fleet.units if self.spec.has_reading_before(u, horizon)])
 
     def _features(self, fleet: Fleet, horizon: float) -> tuple[np.ndarray, np.ndarray]:
         x, c = self.spec.features(fleet, horizon)
         horizon_col = np.full((len(x), 1), horizon, dtype=np.float32)
         return x, np.hstack([c, horizon_col])  # horizon is one more condition of the CVAE
-
-    def _stacked(self, fleet: Fleet, horizons: list[float]) -> tuple[np.ndarray, np.ndarray]:
-        parts = [self._features(fleet, h) for h in horizons]
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     # --- scoring ---------------------------------------------------------------------------------------------
     def threshold_at(self, horizon: float) -> float:
@@ -123,7 +145,7 @@ class DriftModel:
                 f"data has {len(fleet.condition_cols)} condition column(s), the model was trained on "
                 f"{len(self.condition_cols)} ({', '.join(self.condition_cols) or 'none'})"
             )
-        lo, hi = min(self.config.horizons), max(self.config.horizons)
+        lo, hi = min(self.thresholds), max(self.thresholds)  # the horizons trained with a threshold
         if not lo <= horizon <= hi:
             raise BadInputError(f"horizon {horizon:g} is outside the trained range [{lo:g}, {hi:g}]")
         unseen = unseen_condition_units(fleet, self.seen_conditions, self.condition_cols)
@@ -143,6 +165,7 @@ class DriftModel:
             "value_cols": self.value_cols,
             "condition_cols": self.condition_cols,
             "columns": self.columns,
+            "duration": self.duration,
         }
         (directory / MODEL_CONFIG_NAME).write_text(json.dumps(state, indent=2) + "\n")
 
@@ -160,6 +183,13 @@ class DriftModel:
             model.seen_conditions = state["seen_conditions"]
             model.value_cols, model.condition_cols = state["value_cols"], state["condition_cols"]
             model.columns = state.get("columns", {})
+            # models saved before the rule was recorded keep the rule of their saved feature spec
+            model.duration = state.get("duration") or {}
+            if model.duration:
+                rule = model.duration["rule"]
+                if rule not in {"per_unit", "fleet"}:
+                    raise ValueError(f"unknown test-duration rule {rule!r}")
+                model.spec.per_unit_duration = rule == "per_unit"
             model.detector = ConditionalVAE.load(directory)
         except (KeyError, ValueError, OSError) as exc:
             raise BadInputError(f"drift model in {str(directory)!r} is unreadable: {exc}") from None
