@@ -48,3 +48,32 @@ def test_fleet_writes_a_long_table(tmp_path, tiny_organism):
         conditions = {tuple(r[c] for c in FLEET_CONDITIONS) for r in rows if r["unit"] == unit}
         assert len(conditions) == 1
     assert (tmp_path / "fleet" / "runs.json").is_file()
+
+
+_DATA_DIGEST = """
+import hashlib
+from realignkit.lab import data, world
+from realignkit.lab.build import stage_examples
+from realignkit.lab.config import PROFILES, scenario_settings
+from realignkit.lab.finetune import finetune_dataset
+from realignkit.lab.model import build_tokenizer
+profile = PROFILES["default"]
+parts = [sorted(build_tokenizer(world.world_text_corpus()).get_vocab().items()),
+         data.build_suites(0, profile.suite_sizes()), stage_examples("aligned", profile, 0),
+         *(finetune_dataset(scenario_settings(name, "full", 0), profile) for name in profile.scenarios)]
+print(hashlib.sha256(repr(parts).encode()).hexdigest())
+"""
+
+
+def test_training_data_does_not_depend_on_the_string_hash_seed():
+    """Set iteration over strings changes with PYTHONHASHSEED; the organism's data and vocabulary must not."""
+    import os
+    import subprocess
+    import sys
+
+    digests = {
+        subprocess.run([sys.executable, "-c", _DATA_DIGEST], env={**os.environ, "PYTHONHASHSEED": seed},
+                       capture_output=True, text=True, check=True).stdout.strip()
+        for seed in ("1", "2")
+    }
+    assert len(digests) == 1 and len(digests.pop()) == 64
