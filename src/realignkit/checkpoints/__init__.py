@@ -5,6 +5,8 @@ Public API:
   a `LoraAdapterSource` over `aligned`. Both offer names(), shape(n), dtype(n), get(n), close().
 - `StreamingModelWriter(out_dir, planned_tensors, max_shard_bytes)` + `copy_model_files(src, out)`.
 - `canonical_name(name)`: VLM/PEFT name -> LLM-style name used to match tensors across models.
+- `check_not_quantized(path, label)`: BadInputError for a quantised model/adapter dir (config + headers only);
+  `open_source` refuses them too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from realignkit.checkpoints.names import (
     module_matches,
     module_of,
 )
+from realignkit.checkpoints.quantized import check_not_quantized
 from realignkit.checkpoints.reader import ModelDirSource
 from realignkit.checkpoints.safetensors_io import PlannedTensor
 from realignkit.checkpoints.writer import (
@@ -54,6 +57,7 @@ __all__ = [
     "StreamingModelWriter",
     "canonical_index",
     "canonical_name",
+    "check_not_quantized",
     "copy_model_files",
     "is_adapter_dir",
     "layer_index",

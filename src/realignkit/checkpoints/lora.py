@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from realignkit.checkpoints.names import canonical_index, canonical_name, module_matches, parse_lora_key
+from realignkit.checkpoints.quantized import check_tensors
 from realignkit.checkpoints.safetensors_io import read_header, read_tensor
 from realignkit.common.errors import BadInputError
 
@@ -71,6 +72,9 @@ class LoraAdapterSource:
         self.aligned = aligned
         self.config = self._read_config()
         raw = self._read_weights(allow_pickle)
+        # The base (`aligned`) is checked when opened; this catches quantised tensors stored in the adapter
+        # itself (e.g. modules_to_save), which would otherwise be copied as if they were weights.
+        check_tensors(((key, tensor.dtype) for key, tensor in raw.items()), f"--{role} {str(self.path)!r}")
         self.raw = raw  # every stored tensor by its adapter key (adapters are small)
         self.target_modules = self.config.get("target_modules") or []
         self._factors = self._build_factors(raw)

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from realignkit.checkpoints.quantized import check_config, check_tensors, header_dtypes
 from realignkit.checkpoints.safetensors_io import TensorInfo, read_header, read_rows, read_tensor
 from realignkit.common.errors import BadInputError
 
@@ -50,6 +51,9 @@ class ModelDirSource:
         self._pickle_cache: dict[Path, dict[str, torch.Tensor]] = {}
         if not self.path.is_dir():
             raise BadInputError(f"--{role} {str(path)!r} is not a directory")
+        self._label = f"--{role} {str(path)!r}"
+        # Quantised weights would be "repaired" into garbage: refuse before reading anything but metadata.
+        check_config(self.path, self._label)
         if (self.path / SAFE_INDEX).is_file() or (self.path / SAFE_SINGLE).is_file():
             self._open_safetensors()
         elif (self.path / PICKLE_INDEX).is_file() or (self.path / PICKLE_SINGLE).is_file():
@@ -71,6 +75,8 @@ class ModelDirSource:
             files = _shard_files(weight_map, self.path, index_path)
         else:
             weight_map, files = None, [self.path / SAFE_SINGLE]
+        for file in files:  # lenient header pass first: quantised files may hold dtypes read_header refuses
+            check_tensors(header_dtypes(file), self._label, file.name)
         for file in files:
             infos, _ = read_header(file)
             for name, info in infos.items():
@@ -93,9 +99,10 @@ class ModelDirSource:
         else:
             files = [self.path / PICKLE_SINGLE]
         for file in files:
-            for name, tensor in self._load_pickle(file).items():
+            state = self._load_pickle(file)
+            check_tensors(((name, tensor.dtype) for name, tensor in state.items()), self._label, file.name)
+            for name in state:
                 self._pickled[name] = (file, None)
-                del tensor
 
     def _load_pickle(self, file: Path) -> dict[str, torch.Tensor]:
         if file not in self._pickle_cache:

@@ -59,6 +59,20 @@ def model_source_fingerprint(path: str | Path, aligned: str | Path | None = None
     return f"{own}+{path_fingerprint(base)}" if base is not None else own
 
 
+def check_quantised_inputs(directory: Path, base: Path | None) -> None:
+    """Refuse a quantised model, adapter or adapter base from config.json and safetensors headers alone.
+
+    Why: realignkit's tools compare and repair floating-point weights only, and audit, diagnose --scan and the
+    sweep's evaluations load through here; without the matching quantisation backend transformers would
+    also fail deep inside from_pretrained with a traceback instead of one line.
+    """
+    from realignkit.checkpoints.quantized import check_not_quantized
+
+    check_not_quantized(directory, f"model {str(directory)!r}")
+    if base is not None:
+        check_not_quantized(base, f"base model {str(base)!r} of adapter {str(directory)!r}")
+
+
 def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
     from transformers import AutoTokenizer
 
@@ -97,6 +111,7 @@ def load_model_for_audit(
     torch_dtype = _torch_dtype(dtype)
     weights_dir = base if base is not None else directory
     _check_weights(weights_dir, allow_pickle=allow_pickle)
+    check_quantised_inputs(directory, base)
     tokenizer = load_tokenizer(directory, fallback=base, template=template)
     model = AutoModelForCausalLM.from_pretrained(
         str(weights_dir), local_files_only=True, use_safetensors=not allow_pickle, **torch_dtype

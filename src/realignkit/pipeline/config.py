@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from realignkit.checkpoints.quantized import check_not_quantized
 from realignkit.common import BadInputError, closest_match
 from realignkit.common.paths import resolve_recipe_path
 
@@ -152,6 +153,8 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
         resolved = resolve_recipe_path(path, cwd)
         if not resolved.exists():
             raise BadInputError(f"--{role} {str(path)!r} does not exist")
+        # Quantised inputs cannot be repaired; refuse them here, before the run dir is created.
+        check_not_quantized(resolved, f"--{role} {str(path)!r}")
         setattr(config, role, resolved.resolve())
     for name, path in config.calibration.items():
         resolved = resolve_recipe_path(path, cwd)
