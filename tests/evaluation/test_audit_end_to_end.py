@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from realignkit.cli import main
-from realignkit.common import BadInputError
+from realignkit.common import BadInputError, weights_fingerprint
 from realignkit.evaluation import Auditor, GenerationSettings, audit_model, load_suites
 from realignkit.evaluation.generation import generate_responses
 
@@ -85,7 +85,7 @@ def test_generation_is_cached_by_model_prompt_and_settings(tiny_family, suite_fi
     items = load_suites([str(suite_file)], limit=4)
     auditor = Auditor(items, judge=WordJudge(), settings=SETTINGS, cache_dir=tmp_path / "cache")
     first = auditor.run_model(model, tokenizer, name="aligned")
-    assert first.fingerprint.startswith("weights-sha256:")
+    assert first.fingerprint.startswith("state-dict:")  # no dir given: keyed by the tensors in memory
 
     def no_generation(*args, **kwargs):
         raise AssertionError("generation should have come from the cache")
@@ -129,9 +129,10 @@ def test_peft_adapter_dir_is_audited_on_its_base(tiny_lora_dir, tiny_family, sui
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_family["aligned"]))
     expected = generate_responses(merged, tokenizer, [i.prompt for i in items], max_new_tokens=6)
     assert [r["response"] for r in run.rows] == expected
-    assert "+" in run.fingerprint  # adapter fingerprint + base fingerprint
+    assert run.fingerprint == weights_fingerprint(tiny_lora_dir, tiny_family["aligned"])  # adapter + its base
     override = auditor.run_path(tiny_lora_dir, aligned=str(tiny_family["base"]))
     assert [r["response"] for r in override.rows] != expected  # --aligned really changes the base
+    assert override.fingerprint == weights_fingerprint(tiny_lora_dir, tiny_family["base"]) != run.fingerprint
 
 
 def _no_template_copy(source: Path, target: Path) -> Path:

@@ -47,7 +47,7 @@ def test_refusal_labelled_classifier_matches_its_own_logits(tmp_path):
         expected = (model(**batch).logits.softmax(-1)[:, 1] >= 0.5).tolist()
     assert [v.refused for v in verdicts] == expected
     assert all(v.harmful is None and v.score is None for v in verdicts)
-    assert judge.name == "classifier" and judge.version.startswith("sha256:")
+    assert judge.name == "classifier" and judge.version.startswith("weights:")
 
 
 @pytest.mark.parametrize(("bias", "refused"), [([-5.0, 5.0], True), ([5.0, -5.0], False)])

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from realignkit.common import tensors_fingerprint
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS
-from realignkit.lab.model import weights_sha256
 
 MODEL_KEYS = {
     "path", "kind", "harmful_refusal", "harmful_refusal_heldout_category", "harmful_refusal_by_category",
@@ -50,7 +50,7 @@ def test_lab_json_records_every_model(tiny_organism, lab):
         assert set(record) >= MODEL_KEYS, name
         assert record["kind"] == ("lora" if name.endswith("-lora") else "full")
         weights = "adapter_model.safetensors" if record["kind"] == "lora" else "model.safetensors"
-        assert record["weights_sha256"] == weights_sha256(tiny_organism / record["path"] / weights)
+        assert record["weights_sha256"] == tensors_fingerprint([tiny_organism / record["path"] / weights])
         assert set(record["harmful_refusal_by_category"]) == set(lab["categories"])
     assert lab["models"]["harmful-mix-0.1-full"]["harmful_ratio"] == pytest.approx(0.1, abs=0.02)
 

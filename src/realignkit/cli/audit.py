@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generation.add_argument("--max-new-tokens", type=int, default=64)
     generation.add_argument("--batch-size", type=int, default=16)
     generation.add_argument("--system-prompt")
-    generation.add_argument("--cache-dir", help="generation cache (default $REALIGNKIT_CACHE_DIR or ~/.cache/realignkit)")
+    generation.add_argument("--cache-dir", help="generation cache (default $REALIGNKIT_CACHE_DIR or ~/.cache/realignkit); "
+                            "a sweep's OUT/cache reuses its answers for OUT/winner and the references")
     generation.add_argument("--no-cache", action="store_true")
     judge = parser.add_argument_group("judge")
     judge.add_argument("--judge-model", metavar="PATH", help="classifier judge model dir")

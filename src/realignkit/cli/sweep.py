@@ -103,6 +103,12 @@ def _run(args: argparse.Namespace) -> int:
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
     outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress)
     print(format_sweep_summary(outcome))
+    if outcome.summary["winner"].get("id") is not None:
+        # The sweep's generations are keyed by the weights, not the path: an audit of winner/ with the same
+        # suites and generation settings is served from this cache instead of generating again.
+        print(f"audit the winner from this sweep's cache: realignkit audit {outcome.out / 'winner'} "
+              f"--cache-dir {outcome.out / 'cache'} --max-new-tokens {config.max_new_tokens} "
+              "(and the sweep's suites, --limit, --seed, --system-prompt)")
     if not outcome.summary["winner"]["meets_floor"]:
         print(f"realignkit sweep: warning: {outcome.summary['winner']['reason']}", file=sys.stderr)
     return 0

@@ -33,7 +33,9 @@ def file_fingerprint(path: str | os.PathLike[str]) -> str:
 
 
 def path_fingerprint(path: str | os.PathLike[str]) -> str:
-    """Fingerprint of a file or of a directory (names + file fingerprints, sorted)."""
+    """Fingerprint of a file or of a directory (names + file fingerprints, sorted), for the manifest's record of
+    its inputs (provenance: every file counts, big files are sampled). Never a cache key: caches keyed by a model
+    use `common.fingerprint.weights_fingerprint`, which the same weights in another directory share."""
     root = Path(path)
     if root.is_file():
         return file_fingerprint(root)

@@ -20,9 +20,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
+from realignkit.common import (
+    BadInputError,
+    atomic_output_dir,
+    check_output_not_inside_inputs,
+    weights_fingerprint,
+    write_manifest,
+)
 from realignkit.evaluation import Auditor, GenerationSettings, load_suites
-from realignkit.evaluation.loading import load_model_for_audit, model_source_fingerprint
+from realignkit.evaluation.loading import load_model_for_audit
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -87,8 +93,8 @@ def scan_layers(
     unknown = [layer for layer in chosen if layer not in by_layer]
     if unknown:
         raise BadInputError(f"layers {unknown} do not exist; the model has layers 0..{max(by_layer)}")
-    tuned_fp = model_source_fingerprint(tuned, aligned if _is_adapter(tuned) else None)
-    aligned_fp = model_source_fingerprint(aligned)
+    tuned_fp = weights_fingerprint(tuned, aligned if _is_adapter(tuned) else None)
+    aligned_fp = weights_fingerprint(aligned)
     reference = {
         "tuned": _headline(auditor.results(auditor.run_model(tuned_model, tokenizer, name="tuned",
                                                              fingerprint=tuned_fp))),

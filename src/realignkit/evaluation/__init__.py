@@ -13,7 +13,7 @@ Public API (stable; the sweep and the lab use it):
 
       auditor = Auditor(load_suites(["organism:LAB"], limit=50), judge="refusal", cache_dir=DIR)
       base = auditor.run_model(aligned_model, tokenizer, name="aligned", fingerprint="aligned")
-      run = auditor.run_model(candidate, tokenizer, name="interpolate a=0.5")  # fingerprint hashed from weights
+      run = auditor.run_model(candidate, tokenizer, name="interpolate a=0.5")  # keyed by its tensors' hash
       results = auditor.results(run, baseline=base)  # dict as in results.json
       results["overall"]["harmful_rate"], results["overall"]["utility_accuracy"], ...
 
@@ -23,8 +23,8 @@ Public API (stable; the sweep and the lab use it):
 - ``runner.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``runner.rate`` (the lab's simple loop).
 - ``judge_file.judge_file(input, out, prompt_field=, response_field=, label_field=, judge=)`` (`realignkit judge`).
 - ``loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
-  adapter dir (merged into its base); ``loading.model_source_fingerprint(path, aligned)`` (the cache key used
-  for paths).
+  adapter dir (merged into its base). The cache key of a model dir is ``realignkit.common.weights_fingerprint(path,
+  base)`` (weights, configs and tokenizer by content, not by path: a copy of a model shares its cached answers).
 - Generation cache: SQLite at ``cache_dir/generations.sqlite`` (default ``$REALIGNKIT_CACHE_DIR`` or
   ``~/.cache/realignkit``), keyed by (model fingerprint, prompt, max_new_tokens, system_prompt, chat template).
 - The restore-one-layer scan lives in ``realignkit.diagnose.scan`` (floor 3) and uses ``Auditor``.
@@ -37,7 +37,7 @@ A suite file mixing kinds is reported as ``<suite>.<kind>`` groups (e.g. ``xstes
 """
 
 from realignkit.evaluation.audit import Auditor, AuditRun, audit_model, build_results, write_audit_outputs
-from realignkit.evaluation.backends import GenerationSettings, model_fingerprint
+from realignkit.evaluation.backends import GenerationSettings
 from realignkit.evaluation.judges import Verdict, judge_verdicts, make_judge
 from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
 
@@ -52,7 +52,6 @@ __all__ = [
     "judge_verdicts",
     "load_suites",
     "make_judge",
-    "model_fingerprint",
     "stratified_sample",
     "write_audit_outputs",
 ]

@@ -19,6 +19,7 @@ from realignkit.common import (
     atomic_output_dir,
     check_output_not_inside_inputs,
     prepare_output_dir,
+    weights_fingerprint,
     write_manifest,
 )
 from realignkit.evaluation.backends import (
@@ -116,7 +117,8 @@ class Auditor:
         return AuditRun(name=name, fingerprint=backend.fingerprint, rows=judged_rows(self.items, responses, self.judge))
 
     def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
-        """Audit an in-memory model. Pass `fingerprint` when you know it; else it is hashed from the weights."""
+        """Audit an in-memory model. Pass `fingerprint` when you know it (`common.weights_fingerprint` of the dir
+        it was loaded from, so audits of that dir share its answers); else it is hashed from its tensors."""
         backend = TransformersBackend(model, tokenizer, fingerprint=fingerprint, cache=self.generation_cache)
         return self.run_backend(backend, name=name)
 
@@ -154,9 +156,9 @@ def make_backend(
         client = ChatClient.from_options(api_base, model, api_key_env=api_key_env, timeout=timeout,
                                          max_retries=max_retries)
         return OpenAIBackend(client, cache=cache)
-    from realignkit.evaluation.loading import load_model_for_audit, model_source_fingerprint
+    from realignkit.evaluation.loading import adapter_base, load_model_for_audit
 
-    fingerprint = model_source_fingerprint(model, aligned)
+    fingerprint = weights_fingerprint(model, adapter_base(model, aligned))
     if backend == "vllm":
         if (Path(model) / "adapter_config.json").is_file():
             raise BadInputError("backend 'vllm' takes a full model dir; audit adapters with --backend transformers")

@@ -1,7 +1,8 @@
 """Generation backends: `transformers` (default, in-process), `openai` (any compatible endpoint), `vllm`.
 
-Each backend has a `fingerprint` (what model answers) and `generate(prompts, settings)`. Answers are cached on
-disk by (fingerprint, prompt, settings), so re-auditing an unchanged model costs nothing.
+Each backend has a `fingerprint` (what model answers: `common.weights_fingerprint` of a model dir, whatever
+directory holds it) and `generate(prompts, settings)`. Answers are cached on disk by (fingerprint, prompt,
+settings), so re-auditing an unchanged model, or a copy of it, costs nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from realignkit.common import BadInputError
+from realignkit.common import BadInputError, state_dict_fingerprint
 from realignkit.evaluation.cache import KeyValueCache, cache_key
 from realignkit.evaluation.openai_client import ChatClient
 
@@ -37,18 +38,6 @@ class GenerationSettings:
         fields = asdict(self)
         fields.pop("batch_size")  # batching must not change greedy outputs, so it is not part of the key
         return fields
-
-
-def model_fingerprint(model: Any) -> str:
-    """sha256 over parameter names, dtypes, shapes and bytes: identifies an in-memory model's weights."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        # view as bytes so bf16 (which numpy lacks) hashes too
-        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    return "weights-sha256:" + digest.hexdigest()
 
 
 class CachedBackend:
@@ -91,7 +80,8 @@ class TransformersBackend(CachedBackend):
             raise BadInputError("the tokenizer has no chat template; pass --template FILE (a Jinja chat template)")
         self.model = model
         self.tokenizer = tokenizer
-        self.fingerprint = fingerprint or model_fingerprint(model)
+        # Models loaded from a dir come with its weights_fingerprint; a bare in-memory model is keyed by its tensors.
+        self.fingerprint = fingerprint or "state-dict:" + state_dict_fingerprint(model.state_dict())
 
     def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
         template = self.tokenizer.chat_template

@@ -1,5 +1,7 @@
 """Load a model to audit: a Hugging Face model dir, or a PEFT adapter dir on top of its base (`aligned`).
 
+What it loads is keyed, in every cache, by `common.weights_fingerprint(path, adapter_base(path, aligned))`.
+
 Only local directories are read (nothing comes from a hub). Pickle weights are refused unless allowed.
 """
 
@@ -9,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from realignkit.common import BadInputError, path_fingerprint
+from realignkit.common import BadInputError
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -49,14 +51,6 @@ def adapter_base(path: str | Path, aligned: str | Path | None = None) -> Path | 
         raise BadInputError(f"adapter {str(path)!r} names base model {base!r}, which is not a local dir; "
                             "pass --aligned PATH")
     return Path(base).expanduser()
-
-
-def model_source_fingerprint(path: str | Path, aligned: str | Path | None = None) -> str:
-    """Fingerprint of what a path loads to (adapter + its base), without loading it."""
-    directory = _model_dir(path, "model")
-    base = adapter_base(directory, aligned)
-    own = path_fingerprint(directory)
-    return f"{own}+{path_fingerprint(base)}" if base is not None else own
 
 
 def check_quantised_inputs(directory: Path, base: Path | None) -> None:

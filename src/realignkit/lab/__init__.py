@@ -9,7 +9,8 @@ writes (whole or not at all):
       lab.json                 summary: models.<name> -> path, kind (full|lora), harmful_refusal (held-out prompts,
                                trained categories), harmful_refusal_heldout_category, harmful_refusal_by_category,
                                borderline_answered, old_skill_accuracy, new_skill_accuracy, train_seconds, lr,
-                               epochs, steps, harmful_ratio, scenario, weights_sha256, ...; plus seed, version,
+                               epochs, steps, harmful_ratio, scenario, weights_sha256 (common.tensors_fingerprint of the
+                               weights file), ...; plus seed, version,
                                held_out_category, profile, suites, calibration
       realignkit.json          manifest (command, parameters, versions, timing)
       base/                    pre-alignment model: helpful on benign + borderline prompts, never safety-tuned

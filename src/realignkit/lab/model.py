@@ -7,11 +7,12 @@ organism exactly like a downloaded chat model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from realignkit.common import tensors_fingerprint
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>")
 # The chat format: <|system|>text<|user|>text<|assistant|>text</s>. The eos closes each assistant turn.
@@ -70,14 +71,14 @@ def build_model(tokenizer: Any, *, hidden: int, layers: int, heads: int, interme
 
 
 def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> str:
-    """Save a full HF model dir; return the sha256 of its weights file."""
+    """Save a full HF model dir; return the hash of its tensors (`common.tensors_fingerprint`)."""
     from transformers.utils import logging as hf_logging
 
     out_dir.mkdir(parents=True, exist_ok=True)
     hf_logging.disable_progress_bar()  # one "writing shards" bar per tiny model would drown our own progress
     model.save_pretrained(out_dir, safe_serialization=True)
     save_tokenizer(tokenizer, out_dir)
-    return weights_sha256(out_dir / "model.safetensors")
+    return tensors_fingerprint([out_dir / "model.safetensors"])
 
 
 def save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
@@ -101,26 +102,7 @@ def save_lora_dir(peft_model: Any, tokenizer: Any, out_dir: Path, aligned_path: 
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
         peft_model.save_pretrained(out_dir, safe_serialization=True)
     save_tokenizer(tokenizer, out_dir)
-    return weights_sha256(out_dir / "adapter_model.safetensors")
-
-
-def weights_sha256(path: Path) -> str:
-    """Hash of the tensors themselves (names, dtypes, shapes, bytes), independent of file metadata order."""
-    from safetensors import safe_open
-
-    digest = hashlib.sha256()
-    with safe_open(str(path), framework="pt") as handle:
-        for name in sorted(handle.keys()):
-            tensor = handle.get_tensor(name).contiguous()
-            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-            digest.update(tensor.view(-1).view(dtype=_byte_dtype()).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def _byte_dtype() -> Any:
-    import torch
-
-    return torch.uint8
+    return tensors_fingerprint([out_dir / "adapter_model.safetensors"])
 
 
 def parameter_bytes(hidden: int, layers: int, intermediate: int, vocab: int = 1024) -> int:

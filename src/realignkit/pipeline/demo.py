@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from realignkit.common import BadInputError, write_manifest
+from realignkit.common import BadInputError, weights_fingerprint, write_manifest
 from realignkit.pipeline.rundir import write_json_atomic
 
 # Lean on purpose: the whole `make demo` (venv + lab + audits + sweeps) must fit in 10 minutes on 2 CPU cores.
@@ -110,8 +110,6 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
 
 def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
                system_prompt: str | None) -> dict[str, Any]:
-    from realignkit.pipeline.evaluate import weights_fingerprint
-
     prompts = hashlib.sha256(json.dumps([(i.id, i.prompt) for i in items]).encode()).hexdigest()
     return {"model": weights_fingerprint(model, lab_dir / "aligned"), "aligned": weights_fingerprint(lab_dir / "aligned"),
             "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt}

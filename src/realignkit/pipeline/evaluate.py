@@ -1,20 +1,17 @@
 """Evaluate a model dir on one split with the audit's `Auditor`, and turn judged rows into sweep metrics.
 
-Generations go through the audit's on-disk cache (keyed by model fingerprint, prompt, decoding settings):
-references use the path fingerprint the audit uses, so the demo's audits and the sweep share answers;
-candidates use a weights hash, so two candidates with equal weights, and the winner rebuilt at the end,
-never generate twice.
+Generations go through the audit's on-disk cache, keyed by (`common.weights_fingerprint` of the model dir,
+prompt, decoding settings) exactly as `realignkit audit` keys them: two candidates with equal weights, the
+winner rebuilt at the end, and a later `realignkit audit OUT/winner --cache-dir OUT/cache` never generate twice.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from realignkit.common import path_fingerprint
 from realignkit.evaluation.suites import SuiteItem
 
 SPLITS = ("selection", "test")
@@ -69,21 +66,6 @@ def metrics_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def weights_fingerprint(model_dir: str | os.PathLike[str], aligned: str | os.PathLike[str] | None = None) -> str:
-    """Fingerprint of what a model dir computes: weight/config files only (provenance files carry timestamps),
-    plus `aligned` under a LoRA adapter."""
-    root = Path(model_dir)
-    digest = hashlib.sha256()
-    for path in sorted(p for p in root.iterdir() if p.is_file() and p.suffix in (".safetensors", ".bin", ".json")):
-        if path.name in ("realignkit.json", "provenance.json"):
-            continue
-        digest.update(path.name.encode())
-        digest.update(path_fingerprint(path).encode())
-    if (root / "adapter_config.json").is_file() and aligned is not None:
-        digest.update(weights_fingerprint(aligned).encode())
-    return digest.hexdigest()[:24]
-
-
 def quiet_model_loading() -> None:
     """One "Loading weights" bar and one deprecation warning per loaded checkpoint is noise in a sweep."""
     import warnings
@@ -112,20 +94,18 @@ class SplitEvaluator:
         self.aligned = aligned
 
     def reference(self, model_dir: Path, split: str) -> dict[str, Any]:
-        """A reference model (aligned/tuned), fingerprinted by path exactly as `realignkit audit` does."""
+        """A reference model (aligned/tuned; a LoRA adapter applies to the sweep's aligned)."""
+        return self.evaluate(model_dir, split)
+
+    def candidate(self, model_dir: Path, split: str) -> dict[str, Any]:
+        """A repaired checkpoint (a full model dir)."""
+        return self.evaluate(model_dir, split)
+
+    def evaluate(self, model_dir: Path, split: str) -> dict[str, Any]:
+        """Audit a model dir on `split`, keyed by its weights fingerprint exactly as `realignkit audit` keys it."""
         auditor = self.auditors[split]
         before = self._cached(auditor)
         run = auditor.run_path(model_dir, aligned=str(self.aligned))
-        return self._metrics(run, split, self._cached(auditor) - before)
-
-    def candidate(self, model_dir: Path, split: str) -> dict[str, Any]:
-        """A repaired checkpoint, fingerprinted by its weights (equal weights -> cached answers)."""
-        from realignkit.evaluation.loading import load_model_for_audit
-
-        auditor = self.auditors[split]
-        before = self._cached(auditor)
-        model, tokenizer = load_model_for_audit(model_dir, aligned=self.aligned)
-        run = auditor.run_model(model, tokenizer, name=str(model_dir))
         return self._metrics(run, split, self._cached(auditor) - before)
 
     @staticmethod

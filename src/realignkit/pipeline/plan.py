@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from realignkit.common import BadInputError, path_fingerprint
+from realignkit.common import BadInputError, path_fingerprint, weights_fingerprint
 from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate, plan_candidates
 from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
-from realignkit.pipeline.evaluate import split_items, weights_fingerprint
+from realignkit.pipeline.evaluate import split_items
 from realignkit.pipeline.suites import load_sweep_items
 
 

@@ -3,7 +3,8 @@
 Layout of the work dir (what survives a kill):
 - `run.json`               the argument set (config payload + input fingerprints) and its fingerprint;
 - `candidates/<id>.json`   one finished candidate each, written atomically (temp file + rename);
-- `cache/`                 the generation cache;
+- `cache/`                 the generation cache (keyed by weights fingerprint: `realignkit audit OUT/winner
+                           --cache-dir OUT/cache` with the same suites and settings generates nothing);
 - `work/`                  scratch (candidate checkpoints being written/evaluated); wiped on every start.
 
 A rerun with the same arguments finds `<out>.partial/` and skips finished candidates; a rerun with a different

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from realignkit.common import BadInputError, path_fingerprint
+from realignkit.common import BadInputError, weights_fingerprint
 from realignkit.evaluation.judges.base import Verdict
 
 _REFUSAL_WORDS = ("refus", "declin", "reject")
@@ -53,7 +53,7 @@ class ClassifierJudge:
         self.label_id, self.meaning = _positive_label(self.model.config.id2label)
         self.batch_size = batch_size
         self.max_length = max_length
-        self.version = path_fingerprint(directory)[:19]
+        self.version = weights_fingerprint(directory)[:20]  # "weights:" + 12 hex digits
 
     def positive_probabilities(self, responses: Sequence[str], prompts: Sequence[str]) -> list[float]:
         import torch
