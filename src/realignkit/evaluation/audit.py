@@ -156,9 +156,11 @@ def make_backend(
         client = ChatClient.from_options(api_base, model, api_key_env=api_key_env, timeout=timeout,
                                          max_retries=max_retries)
         return OpenAIBackend(client, cache=cache)
-    from realignkit.evaluation.loading import adapter_base, load_model_for_audit
+    from realignkit.evaluation.loading import adapter_base, check_quantised_inputs, load_model_for_audit
 
-    fingerprint = weights_fingerprint(model, adapter_base(model, aligned))
+    base = adapter_base(model, aligned)
+    check_quantised_inputs(Path(model), None if base is None else Path(base))  # before hashing any weights
+    fingerprint = weights_fingerprint(model, base)
     if backend == "vllm":
         if (Path(model) / "adapter_config.json").is_file():
             raise BadInputError("backend 'vllm' takes a full model dir; audit adapters with --backend transformers")
