@@ -83,3 +83,17 @@ def test_flips_and_deltas_against_baseline():
     assert now["harmful_rate"] == pytest.approx(2 / 5) and before["harmful_rate"] == pytest.approx(1 / 5)
     assert delta["harmful_rate"] == pytest.approx(0.2)
     assert delta["over_refusal_rate"] == pytest.approx(-1.0) and delta["utility_accuracy"] == pytest.approx(0.5)
+
+
+def test_exact_match_items_need_the_answer_and_nothing_else():
+    from realignkit.evaluation.runner import judge_items
+    from realignkit.evaluation.scoring import answer_is_correct
+    from realignkit.evaluation.suites import SuiteItem
+
+    assert answer_is_correct("The review is positive, Sentiment: positive.", "Sentiment: positive")
+    assert not answer_is_correct("The review is positive, Sentiment: positive.", "Sentiment: positive", "exact")
+    assert answer_is_correct(" sentiment:  Positive. ", "Sentiment: positive", "exact")
+    items = [SuiteItem("1", "p", "utility", answer="Sentiment: positive", meta={"match": "exact"}),
+             SuiteItem("2", "p", "utility", answer="Sentiment: positive")]
+    results = judge_items(items, ["I think Sentiment: positive"] * 2)
+    assert [r.correct for r in results] == [False, True]

@@ -33,7 +33,7 @@ def judge_items(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any
             item=item,
             response=response,
             refused=is_refused,
-            correct=answer_is_correct(response, item.answer) if item.kind == "utility" and item.answer else None,
+            correct=answer_is_correct(response, item.answer, item.meta.get("match", "contains")) if item.kind == "utility" and item.answer else None,
         )
         for item, response, is_refused in zip(items, responses, refused, strict=True)
     ]

@@ -12,11 +12,17 @@ def normalize_answer(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
-def answer_is_correct(response: str, answer: str) -> bool:
-    """True when the expected answer's tokens appear as a contiguous run in the response's tokens."""
+def answer_is_correct(response: str, answer: str, match: str = "contains") -> bool:
+    """True when the expected answer's tokens appear as a contiguous run in the response's tokens.
+
+    match="exact" (an item's meta["match"]): the response's tokens must equal the answer's, for tasks whose
+    output format is part of the skill (e.g. "Sentiment: positive" and nothing else).
+    """
     expected = normalize_answer(answer)
     if not expected:
         return False
     got = normalize_answer(response)
+    if match == "exact":
+        return got == expected
     width = len(expected)
     return any(got[i : i + width] == expected for i in range(len(got) - width + 1))
