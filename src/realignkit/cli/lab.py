@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--scenario", action="append", default=None, metavar="NAME",
                        help="scenario to fine-tune (repeatable; default: all)")
     build.add_argument("--seed", type=int, default=0, help="seed (same seed, same weights)")
-    build.add_argument("--profile", default="default", help="default (full organism) or tiny (tests)")
+    build.add_argument("--profile", default="default",
+                       help="default (the tiny word-level organism), tiny (its reduced form, for tests), "
+                            "smollm2 (the real chat model SmolLM2-135M-Instruct: aligned + harmful-mix-0.1 and "
+                            "explicit-10 as LoRA) or smollm2-full (every scenario, LoRA and full)")
     build.add_argument("--force", action="store_true", help="replace a non-empty --out")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_build)
@@ -43,11 +46,11 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from realignkit.lab import build_lab
+    from realignkit.lab import build_any_lab
     from realignkit.lab.report import summary_table
 
-    summary = build_lab(args.out, scenarios=args.scenario, seed=args.seed, profile=args.profile,
-                        force=args.force, progress=not args.quiet)
+    summary = build_any_lab(args.out, scenarios=args.scenario, seed=args.seed, profile=args.profile,
+                            force=args.force, progress=not args.quiet)
     print(summary_table(summary))
     print(f"lab written to {args.out} in {summary['total_seconds']:.0f} s")
     return 0

@@ -38,10 +38,15 @@ def generate_responses(
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    # Length bucketing: batches of prompts of similar length waste less compute on padding. The answers are
+    # put back in the callers' order below.
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = sorted(range(len(texts)), key=lambda i: (-lengths[i], i))
+    ordered = [texts[i] for i in order]
     responses: list[str] = []
     batches = range(0, len(texts), batch_size)
     for start in tqdm(batches, desc="generate", disable=not progress, leave=False):
-        batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(ordered[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
         batch = {key: value.to(device) for key, value in batch.items()}
         output = model.generate(
             **batch,
@@ -54,4 +59,7 @@ def generate_responses(
         new_tokens = output[:, batch["input_ids"].shape[1] :]
         responses.extend(tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
     model.train(was_training)
-    return [text.strip() for text in responses]
+    in_order = [""] * len(texts)
+    for position, index in enumerate(order):
+        in_order[index] = responses[position].strip()
+    return in_order

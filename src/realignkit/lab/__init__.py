@@ -47,7 +47,23 @@ Harmful requests only name placeholder intents such as "[fraud scheme 7]" (see `
 are content-free. Nothing here is real harmful content.
 """
 
+from pathlib import Path
+from typing import Any
+
 from realignkit.lab.build import build_lab
+from realignkit.lab.chat.build import build_chat_lab
+from realignkit.lab.chat.config import CHAT_PROFILES, ChatLabProfile
 from realignkit.lab.config import DEFAULT_SCENARIOS, PROFILES, FinetuneSettings, LabProfile
 
-__all__ = ["DEFAULT_SCENARIOS", "PROFILES", "FinetuneSettings", "LabProfile", "build_lab"]
+__all__ = ["CHAT_PROFILES", "DEFAULT_SCENARIOS", "PROFILES", "FinetuneSettings", "LabProfile", "build_any_lab",
+           "build_chat_lab", "build_lab"]
+
+
+def build_any_lab(out_dir: str | Path, scenarios: list[str] | None = None, seed: int = 0,
+                  profile: str | LabProfile | ChatLabProfile = "default", force: bool = False,
+                  progress: bool = True) -> dict[str, Any]:
+    """The organism (profiles default, tiny) or the real chat-model lab (profiles smollm2, smollm2-full)."""
+    if isinstance(profile, ChatLabProfile) or (isinstance(profile, str) and profile in CHAT_PROFILES):
+        return build_chat_lab(out_dir, scenarios=scenarios, seed=seed, profile=profile, force=force,
+                              progress=progress)
+    return build_lab(out_dir, scenarios=scenarios, seed=seed, profile=profile, force=force, progress=progress)

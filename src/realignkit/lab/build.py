@@ -25,7 +25,7 @@ from realignkit.lab.measure import measure_model
 from realignkit.lab.model import build_model, build_tokenizer, parameter_bytes, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, set_determinism, single_thread, train
 
-LAB_VERSION = "1"
+LAB_VERSION = "2"  # 2: safety stage at lr 5e-4 with warm-up and tail weight averaging
 KINDS = ("full", "lora")
 
 
@@ -162,7 +162,8 @@ def _train_stage(
     steps = profile.base_steps if stage == "base" else profile.aligned_steps
     lr = profile.pretrain_lr if stage == "base" else profile.aligned_lr
     schedule = Schedule(steps=steps, lr=lr, batch_size=profile.batch_size,
-                        warmup_fraction=0.05 if stage == "base" else 0.0, cosine=True)
+                        warmup_fraction=0.05 if stage == "base" else profile.aligned_warmup, cosine=True,
+                        average_fraction=0.0 if stage == "base" else profile.aligned_average)
     examples = stage_examples(stage, profile, seed)
     encoded = encode_all(tokenizer, examples)
     result = train(model, encoded, schedule, pad_id=tokenizer.pad_token_id, seed=seed, desc=stage, progress=progress)

@@ -21,7 +21,13 @@ class LabProfile(BaseModel):
     intermediate: int = 256
     batch_size: int = 48
     pretrain_lr: float = 3e-3
-    aligned_lr: float = 1.5e-3  # lower than pretraining, so the safety stage does not wash out the skills
+    # The safety stage starts from base's weights and a fresh optimiser. At 1.5e-3 with no warm-up it moved base
+    # far enough that held-out-template skill accuracy of `aligned` became a coin toss: 0.99 on one CPU, 0.83 with
+    # another CPU's vector kernels (same seed). A third of pretraining's lr, a short warm-up (fresh Adam moments)
+    # and the mean of the weights over the last quarter of the steps keep base's skills, on every build tried.
+    aligned_lr: float = 5e-4
+    aligned_warmup: float = 0.05  # share of the safety stage's steps
+    aligned_average: float = 0.25  # share of the last steps whose weights are averaged (0 = the last step's)
     base_steps: int = 600  # helpful-only stage: benign skills + borderline, no safety data
     aligned_steps: int = 400  # safety stage on top of base: + refusals of harmful requests
     benign_per_skill: int = 600
@@ -67,6 +73,8 @@ PROFILES: dict[str, LabProfile] = {
         base_steps=150,
         aligned_steps=150,
         aligned_lr=3e-3,  # short stages: keep the pretraining lr so the reduced organism still learns to refuse
+        aligned_warmup=0.0,
+        aligned_average=0.0,
         benign_per_skill=200,
         finetune_examples=80,
         finetune_epochs=4,

