@@ -114,7 +114,23 @@ def test_batched_generation_equals_one_at_a_time(tiny_family):
     prompts = ["w1", "w2 w3 w4 w5 w6 w7", "w9 w9", "w10 w11 w12", "w40"]  # different lengths -> left padding
     batched = generate_responses(model, tokenizer, prompts, max_new_tokens=8, batch_size=5)
     single = [generate_responses(model, tokenizer, [p], max_new_tokens=8, batch_size=1)[0] for p in prompts]
-    assert batched == single
+    for prompt, in_batch, alone in zip(prompts, batched, single, strict=True):
+        if in_batch != alone:  # padding changes the kernels' rounding: allowed to flip only a genuine near-tie
+            assert _diverges_at_a_near_tie(model, tokenizer, prompt, in_batch, alone), (prompt, in_batch, alone)
+
+
+def _diverges_at_a_near_tie(model, tokenizer, prompt, first, second, tolerance=1e-3):
+    """The two greedy answers part where the unpadded model's top two logits differ by under `tolerance`."""
+    import torch
+
+    from realignkit.evaluation.generation import build_chat_prompts
+
+    head = build_chat_prompts(tokenizer, [prompt])[0]
+    a, b = (tokenizer(head + " " + text, add_special_tokens=False).input_ids for text in (first, second))
+    split = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    with torch.no_grad():
+        logits = model(torch.tensor([a[:split]])).logits[0, -1]
+    return abs(float(logits[a[split]] - logits[b[split]])) < tolerance
 
 
 def test_peft_adapter_dir_is_audited_on_its_base(tiny_lora_dir, tiny_family, suite_file, tmp_path):
