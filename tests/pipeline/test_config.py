@@ -194,3 +194,13 @@ def test_sweep_and_repair_recipes_resolve_paths_identically(tmp_path, monkeypatc
     settings, recipe = load_recipe(sweep), load_repair_recipe(repair)
     assert settings["aligned"] == recipe.models.aligned == settings["calibration"]["antidote"] == recipe.calibration
     assert Path(recipe.calibration).is_absolute()
+
+
+def test_sweep_key_that_is_not_a_mapping_is_a_one_line_error(tmp_path):
+    from realignkit.common import BadInputError
+    from realignkit.pipeline.config import load_recipe
+
+    recipe = tmp_path / "sweep.yaml"
+    recipe.write_text("sweep: [interpolate]\n")
+    with pytest.raises(BadInputError, match="'sweep' must be a mapping"):
+        load_recipe(recipe)

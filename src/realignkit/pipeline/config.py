@@ -20,14 +20,31 @@ from realignkit.common.paths import resolve_recipe_path
 # Small default grids, cheapest methods first. Each key maps a parameter to the values swept (their product).
 # Values that are 0/1 end points (alpha=1 is `tuned`, alpha=0 is `aligned`) are left out on purpose: they add
 # nothing a reference row does not already show.
+# The grids reach far toward `aligned`: on real SmolLM2 checkpoints (a content-free compliance fine-tune of the
+# aligned model) nothing on the older grids (interpolate alpha >= 0.25, RESTA beta <= 1, Safe LoRA 0.35/0.5)
+# undid the attack, while interpolate alpha 0.1 restored the model fully (harmful 0 %, over-refusal 7.5 %,
+# capitals 100 %). The safety / utility trade-off lives near `aligned`, so that is where the points are dense.
+# 18 weight-only candidates with one tuned model (task_arithmetic's 0.1 and 0.5 are interpolate's models and are
+# skipped); antidote and somf add 5 only when their calibration files are given.
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "interpolate": {"alpha": [0.25, 0.5, 0.75]},
-    "slerp": {"t": [0.25, 0.5, 0.75]},
-    "task_arithmetic": {"scale": [0.3, 0.5, 0.7]},
-    "ties": {"density": [0.2, 0.5], "scale": [0.5, 1.0]},
-    "dare": {"density": [0.1, 0.3], "scale": [1.0]},
-    "resta": {"beta": [0.25, 0.5, 1.0]},
-    "safe_lora": {"threshold": [0.35, 0.5]},
+    # weight of tuned: 0.05-0.2 is where the real fine-tune was undone; 0.3 and 0.5 show the far side of the curve
+    "interpolate": {"alpha": [0.05, 0.1, 0.2, 0.3, 0.5]},
+    # with one tuned model a fine-tune's weights are nearly parallel to aligned's, so slerp is close to
+    # interpolate: two points, near aligned, are enough to see whether the arc differs
+    "slerp": {"t": [0.1, 0.3]},
+    # with one tuned model scale s IS interpolate(alpha=s) (0.1, 0.5 skipped as such; 0.15 fills the gap between
+    # 0.1 and 0.2); with several tuned models these are three points of its own line
+    "task_arithmetic": {"scale": [0.1, 0.15, 0.5]},
+    # the trimmed task vector at half strength (at scale 1 TIES keeps the fine-tune's largest entries whole)
+    "ties": {"density": [0.2, 0.5], "scale": [0.5]},
+    # DARE rescales what it keeps by 1/density, so at scale 1 it keeps the whole task vector in expectation (it
+    # left the organism's fine-tune 100 % harmful): scale 0.3 pulls it toward aligned, two drop rates
+    "dare": {"density": [0.1, 0.3], "scale": [0.3]},
+    # safety vector added back: beta <= 1 did not undo the real attack, so the grid goes to 2
+    "resta": {"beta": [0.5, 1.0, 1.5, 2.0]},
+    # project the modules whose update is less aligned than the threshold: 0.5 is the paper's usual value, 1.0
+    # projects every target module (as far toward aligned as Safe LoRA goes)
+    "safe_lora": {"threshold": [0.5, 1.0]},
     "antidote": {"alpha": [0.05, 0.1, 0.2]},
     "somf": {"steps": [20, 50]},
 }
@@ -177,7 +194,11 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise BadInputError(f"recipe {str(path)!r} must be a mapping of settings, got {type(data).__name__}")
-    data = dict(data.get("sweep", data)) if set(data) == {"sweep"} else data
+    if set(data) == {"sweep"}:
+        if not isinstance(data["sweep"], dict):
+            raise BadInputError(f"recipe {str(path)!r}: 'sweep' must be a mapping of settings, "
+                                f"got {type(data['sweep']).__name__}")
+        data = dict(data["sweep"])
     # Paths in a recipe follow the one recipe-path rule (`~` first, absolute stays, relative is against the
     # recipe file's directory), shared with repair recipes. Anything not a string is left for build_config to refuse.
     recipe_dir = recipe_path.parent
