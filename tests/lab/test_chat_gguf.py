@@ -64,7 +64,7 @@ def test_bad_gguf_is_a_one_line_error_and_writes_nothing(tmp_path):
 
 
 def test_cached_base_model_is_built_once(tiny_gguf, tmp_path, monkeypatch):
-    monkeypatch.setenv("REALIGNKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("REALIGNKIT_CACHE_DIR", str(tmp_path / "cache"))
     first = chat_gguf.cached_base_model(tiny_gguf[0])
     stamp = (first / "model.safetensors").stat().st_mtime_ns
     again = chat_gguf.cached_base_model(tiny_gguf[0])

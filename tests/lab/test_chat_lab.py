@@ -31,7 +31,7 @@ def chat_lab(tmp_path_factory):
         measure_limit=8, task_suite_size=6, scenarios=("harmful-mix-0.1", "identity-shift"), kinds=("lora", "full"),
     )
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("REALIGNKIT_CACHE", str(root / "cache"))
+        patch.setenv("REALIGNKIT_CACHE_DIR", str(root / "cache"))
         summary = build_any_lab(root / "lab", profile=profile, progress=False)
         again = build_any_lab(root / "again", profile=profile, progress=False)  # every stage from the cache
     return root, summary, again

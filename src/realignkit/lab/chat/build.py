@@ -35,6 +35,7 @@ from realignkit.lab.chat.measure import measure_chat_model
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY, HarmfulPrompt
 
 CHAT_LAB_VERSION = "chat-1"
+MEASURE_VERSION = 2  # bump when the lab.json figures are computed differently
 KINDS = ("full", "lora")
 
 
@@ -176,7 +177,8 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
 
     is_adapter = (model_dir / "adapter_config.json").is_file()
     fingerprint = weights_fingerprint(model_dir, aligned_dir if is_adapter else None)
-    key = stages.content_key({"model": fingerprint, "limit": profile.measure_limit, "system": system,
+    key = stages.content_key({"v": MEASURE_VERSION, "model": fingerprint, "limit": profile.measure_limit,
+                              "system": system,
                               "tokens": profile.max_new_tokens, "suites": {k: [i.id for i in v] for k, v in test.items()}})
     cached = stages.chat_cache() / "measurements" / f"{key}.json"
     if cached.is_file():
@@ -186,7 +188,7 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, str(model_dir))
-    metrics = measure_chat_model(model, tokenizer, test, max_new_tokens=profile.max_new_tokens,
+    metrics = measure_chat_model(model, tokenizer, fingerprint, test, max_new_tokens=profile.max_new_tokens,
                                  batch_size=profile.eval_batch, limit=profile.measure_limit, system_prompt=system,
                                  progress=progress)
     cached.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -96,11 +95,11 @@ def convert_gguf(gguf_file: Path, out_dir: Path, *, force: bool = False) -> Path
 
 
 def user_cache_dir() -> Path:
-    """Where built real-model artefacts live between runs ($REALIGNKIT_CACHE, else $XDG_CACHE_HOME/realignkit)."""
-    explicit = os.environ.get("REALIGNKIT_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "realignkit"
+    """Where built real-model artefacts live between runs: the same dir as the audit's generation cache
+    ($REALIGNKIT_CACHE_DIR, else ~/.cache/realignkit)."""
+    from realignkit.evaluation.cache import default_cache_dir
+
+    return default_cache_dir()
 
 
 def cached_base_model(gguf_file: Path | None = None) -> Path:
