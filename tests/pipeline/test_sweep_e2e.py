@@ -76,6 +76,19 @@ def test_uninterrupted_sweep_outputs(uninterrupted, chromium):
     assert (out / "winner" / "config.json").is_file() and list((out / "winner").glob("*.safetensors"))
     assert not (out.parent / "whole.partial").exists()
     assert "winner:" in stdout and "test split" in stdout
+    # How sure: Wilson intervals and per-item outcomes on every candidate, the pick against the runner-up on the
+    # same items, and the warning that 3 harmful items per split (--limit 6) cannot tell candidates apart.
+    for c in summary["candidates"]:
+        ci = c["selection"]["ci95"]["harmful_rate"]
+        assert ci["n"] == summary["splits"]["selection"]["harmful"] == len(
+            [v for suite in c["selection"]["items"]["harmful"].values() for v in suite])
+        assert ci["low"] <= c["selection"]["harmful_rate"] <= ci["high"]
+    assert winner["test"]["ci95"]["harmful_rate"]["n"] == summary["splits"]["test"]["harmful"]
+    versus = summary["pick_vs_runner_up"]
+    assert versus["pick"] == winner["id"] and versus["runner_up"] in {c["id"] for c in summary["candidates"]}
+    assert isinstance(versus["distinguishable"], bool) and versus["kind"] in ("harmful", "utility")
+    assert f"vs runner-up: {versus['statement']}" in stdout
+    assert "harmful items" in summary["warnings"][0]
     probe = probe_page(chromium, out / "report" / "report.html")
     assert [i["src"] for i in probe["images"]] == ["pareto.png"] and probe["images"][0]["width"] > 100
 

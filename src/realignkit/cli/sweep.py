@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "default: the lab's suites when --aligned is in a lab dir)")
     parser.add_argument("--calibration", action="append", default=[], metavar="METHOD=FILE",
                         help="calibration data for antidote / somf, e.g. antidote=lab/calibration/antidote.jsonl")
-    parser.add_argument("--limit", type=int, help="at most N items per suite")
+    parser.add_argument("--limit", type=int, help="at most N items per suite (default: all; the selection split "
+                        "wants >= 156 harmful items to tell 5%% from 15%% harmful, see pipeline/stats.py)")
     parser.add_argument("--max-new-tokens", type=int, help="generation length (default 48)")
     parser.add_argument("--seed", type=int, help="seed for splitting and sampling (default 0)")
     parser.add_argument("--system-prompt", help="system prompt for every generation (e.g. an identity-shift persona)")
@@ -109,6 +110,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"audit the winner from this sweep's cache: realignkit audit {outcome.out / 'winner'} "
               f"--cache-dir {outcome.out / 'cache'} --max-new-tokens {config.max_new_tokens} "
               "(and the sweep's suites, --limit, --seed, --system-prompt)")
+    for warning in outcome.summary.get("warnings") or []:
+        print(f"realignkit sweep: warning: {warning}", file=sys.stderr)
     if not outcome.summary["winner"]["meets_floor"]:
         print(f"realignkit sweep: warning: {outcome.summary['winner']['reason']}", file=sys.stderr)
     return 0

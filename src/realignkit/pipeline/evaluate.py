@@ -115,7 +115,11 @@ class SplitEvaluator:
 
     @staticmethod
     def _metrics(run: Any, split: str, generated: int) -> dict[str, Any]:
+        from realignkit.pipeline.stats import item_outcomes
+
         metrics = metrics_from_rows(run.rows)
         metrics.update(split=split, fingerprint=run.fingerprint, generated=generated,
                        cached=len(run.rows) - generated)
+        # Per-item outcomes (same items for every model of a split): intervals and paired tests need them.
+        metrics["items"] = item_outcomes(run.rows)
         return metrics

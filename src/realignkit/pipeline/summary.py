@@ -17,6 +17,14 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def pct_ci(block: dict[str, Any] | None, key: str) -> str:
+    """`30.0% [15.0, 50.0]`: a rate with its Wilson 95 % interval (in %) when the block carries one."""
+    block = block or {}
+    ci = (block.get("ci95") or {}).get(key)
+    text = pct(block.get(key))
+    return text if not ci or block.get(key) is None else f"{text} [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]"
+
+
 def format_sweep_summary(outcome: Any) -> str:
     """Candidates (selection split) and the winner (test split), for `realignkit sweep`'s stdout."""
     summary = outcome.summary
@@ -24,20 +32,24 @@ def format_sweep_summary(outcome: Any) -> str:
     for c in summary["candidates"]:
         sel = c["selection"]
         star = "*" if c["id"] == summary["winner"].get("id") else ("p" if c["pareto"] else "")
-        rows.append([star, c["label"], pct(sel.get("harmful_rate")), pct(sel.get("utility_retained")),
-                     pct(sel.get("over_refusal_rate"))])
-    lines = [text_table(["", "candidate", "harm (sel)", "utility kept (sel)", "over-refusal (sel)"], rows),
-             "(* winner, p Pareto front; sel = selection split)"]
+        rows.append([star, c["label"], pct_ci(sel, "harmful_rate"), pct(sel.get("utility_retained")),
+                     pct_ci(sel, "over_refusal_rate")])
+    lines = [text_table(["", "candidate", "harm (sel) [95% CI]", "utility kept (sel)", "over-refusal (sel) [95% CI]"],
+                        rows),
+             "(* winner, p Pareto front; sel = selection split; [95% CI] = Wilson interval, in %)"]
     winner = summary["winner"]
     if winner.get("id") is not None:
         test = winner.get("test") or {}
         tuned = summary["references"]["tuned"].get("test") or {}
         lines.append(
-            f"winner: {winner['label']} -- test split: harmfulness {pct(test.get('harmful_rate'))} "
-            f"(tuned {pct(tuned.get('harmful_rate'))}), utility kept {pct(test.get('utility_retained'))}, "
-            f"over-refusal {pct(test.get('over_refusal_rate'))}"
+            f"winner: {winner['label']} -- test split: harmfulness {pct_ci(test, 'harmful_rate')} "
+            f"(tuned {pct_ci(tuned, 'harmful_rate')}), utility kept {pct(test.get('utility_retained'))}, "
+            f"over-refusal {pct_ci(test, 'over_refusal_rate')}"
         )
         lines.append(f"why: {winner['reason']}")
+        versus = summary.get("pick_vs_runner_up") or {}
+        if versus.get("statement"):
+            lines.append(f"vs runner-up: {versus['statement']}")
     state = "already complete, nothing re-run" if outcome.already_complete else (
         f"{outcome.evaluated} evaluated, {outcome.resumed} resumed from an earlier run")
     lines.append(f"sweep: {state}; report: {outcome.out / 'report' / 'report.html'}")

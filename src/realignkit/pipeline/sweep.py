@@ -21,12 +21,28 @@ from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
 from realignkit.pipeline.config import SweepConfig
 from realignkit.pipeline.evaluate import SplitEvaluator
-from realignkit.pipeline.pareto import pareto_front, pick_winner, point_from_metrics, utility_retained
+from realignkit.pipeline.pareto import (
+    Pick,
+    Point,
+    pareto_front,
+    pick_winner,
+    point_from_metrics,
+    utility_retained,
+)
 from realignkit.pipeline.plan import SweepPlan, make_plan
 from realignkit.pipeline.repair_adapter import materialize
 from realignkit.pipeline.rundir import FINAL_FILE, RunDir, is_disk_full, write_json_atomic
+from realignkit.pipeline.stats import (
+    DESIGN,
+    MIN_HARMFUL_PER_SPLIT,
+    pick_vs_runner_up,
+    rate_intervals,
+    small_split_warning,
+)
 
-SWEEP_FORMAT = 1
+# 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
+# and statistics at the top level.
+SWEEP_FORMAT = 2
 Materialize = Callable[[Candidate, SweepConfig, Path], None]
 
 
@@ -181,9 +197,11 @@ class _Runner:
         reason = pick.reason
         if picked is not None and tuned_harm is not None and (picked.harmful_rate or 0.0) >= tuned_harm:
             reason += "; no candidate is less harmful than tuned on the selection split: this sweep found no repair"
+        harmful_items = sum(item.kind == "harmful" for item in self.plan.splits["selection"])
         candidates = []
         for row, point in zip(rows, points, strict=True):
-            selection = dict(row["metrics"], utility_retained=point.utility_retained)
+            selection = dict(row["metrics"], utility_retained=point.utility_retained,
+                             ci95=rate_intervals(row["metrics"]))
             candidates.append(
                 {
                     "id": row["id"],
@@ -207,7 +225,8 @@ class _Runner:
             "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
             "references": {
                 role: {"selection": dict(references[role]["metrics"],
-                                         utility_retained=utility_retained(references[role]["metrics"], tuned_metrics))}
+                                         utility_retained=utility_retained(references[role]["metrics"], tuned_metrics),
+                                         ci95=rate_intervals(references[role]["metrics"]))}
                 for role in ("aligned", "tuned")
             },
             "candidates": candidates,
@@ -215,6 +234,14 @@ class _Runner:
             "notes": list(self.plan.notes),
             "pareto_front": [c["id"] for c in candidates if c["pareto"]],
             "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": reason},
+            "pick_vs_runner_up": self._pick_vs_runner_up(pick, points, candidates),
+            "warnings": [w for w in [small_split_warning(harmful_items)] if w],
+            "statistics": {
+                "intervals": "Wilson 95 % score intervals (ci95: low, high, k of n items)",
+                "min_harmful_per_split": MIN_HARMFUL_PER_SPLIT,
+                "design": DESIGN,
+                "selection_harmful_items": harmful_items,
+            },
             "objectives": {
                 "harmful_rate": "share of harmful prompts answered (not refused); lower is better",
                 "utility_retained": "worst utility suite's accuracy / tuned's accuracy on that suite, same split; "
@@ -222,6 +249,22 @@ class _Runner:
                 "over_refusal_rate": "share of benign-but-scary prompts refused; lower is better",
             },
         }
+
+    def _pick_vs_runner_up(self, pick: Pick, points: list[Point], candidates: list[dict[str, Any]]) -> dict[str, Any]:
+        """The pick against the candidate the same rule picks once the pick is left out, item by item on the
+        selection split: on harmful outcomes when the pick meets the floor (the rule minimises harm), else on
+        utility outcomes (then the rule maximises utility)."""
+        by_id = {c["id"]: c for c in candidates}
+        rest = [p for p in points if p.id != pick.id]
+        second = pick_winner(rest, self.config.utility_floor).id if pick.id is not None and rest else None
+
+        def side(candidate_id: str | None) -> dict[str, Any] | None:
+            if candidate_id is None:
+                return None
+            c = by_id[candidate_id]
+            return {"id": c["id"], "label": c["label"], "meets_floor": c["meets_floor"], "metrics": c["selection"]}
+
+        return pick_vs_runner_up(side(pick.id), side(second), kind="harmful" if pick.meets_floor else "utility")
 
     def finish(self, summary: dict[str, Any], started: float) -> None:
         """Winner checkpoint + test-split numbers, then sweep.json, the report and the manifest."""
@@ -239,10 +282,12 @@ class _Runner:
             retained = utility_retained(test_metrics, test_refs["tuned"]["metrics"])
             winner.update(
                 label=row["label"], method=row["method"], params=row["params"], selection=row["selection"],
-                test=dict(test_metrics, utility_retained=retained), checkpoint="winner",
+                test=dict(test_metrics, utility_retained=retained, ci95=rate_intervals(test_metrics)),
+                checkpoint="winner",
             )
             for role in ("aligned", "tuned"):
-                summary["references"][role]["test"] = test_refs[role]["metrics"]
+                metrics = test_refs[role]["metrics"]
+                summary["references"][role]["test"] = dict(metrics, ci95=rate_intervals(metrics))
         write_json_atomic(self.run.work / FINAL_FILE, summary)
         self._render_report(summary)
         write_manifest(

@@ -102,6 +102,20 @@ table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;paddin
 tr.lost td:nth-child(2){color:#b00020;font-weight:bold}img{max-width:100%}"""
 
 
+def _caveats(summary: dict[str, Any]) -> str:
+    """Per swept scenario: when its pick cannot be told apart from the runner-up, and its sweep's warnings."""
+    items = []
+    for s in summary["scenarios"]:
+        repair = s.get("repair") or {}
+        if repair.get("distinguishable_from_runner_up") is False and repair.get("vs_runner_up"):
+            items.append(f"{s['name']}: {repair['vs_runner_up']}")
+        items.extend(f"{s['name']}: {w}" for w in repair.get("warnings") or [])
+    if not items:
+        return ""
+    return ("<h2>How sure the picks are</h2><ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items)
+            + "</ul>")
+
+
 def render_demo_index(summary: dict[str, Any]) -> str:
     aligned = summary["aligned"]["metrics"]
     lab = summary["lab"]
@@ -110,6 +124,7 @@ def render_demo_index(summary: dict[str, Any]) -> str:
         "<!doctype html><html><head><meta charset='utf-8'><title>realignkit demo</title>"
         f"<style>{_STYLE}</style></head><body><h1>realignkit demo: audit, then repair</h1>"
         + _table(summary)
+        + _caveats(summary)
         + f"<p>All numbers are on the lab's TEST split, disjoint from the selection split the sweep picks on. "
         f"Safety lost = harmfulness-rate increase over aligned; scenarios above "
         f"{_pp(summary['safety_loss_threshold'])} are swept with: {html.escape(', '.join(summary['methods']))}; "

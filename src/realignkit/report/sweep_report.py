@@ -24,6 +24,19 @@ def _metric(block: dict[str, Any] | None, key: str) -> Any:
     return None if not block else block.get(key)
 
 
+def _ci(block: dict[str, Any] | None, key: str) -> dict[str, Any] | None:
+    return ((block or {}).get("ci95") or {}).get(key)
+
+
+def _pct_ci(block: dict[str, Any] | None, key: str) -> str:
+    """`30.0% [15.0, 50.0]`: the rate and its Wilson 95 % interval in %, with n on hover (sweep.json ci95)."""
+    value, ci = _metric(block, key), _ci(block, key)
+    if value is None or not ci:
+        return _pct(value)
+    return (f"{_pct(value)} <span class='ci' title='Wilson 95 % interval over {ci['n']} items'>"
+            f"[{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]</span>")
+
+
 def plot_pareto(summary: dict[str, Any], path: Path) -> None:
     """Harmfulness (x, lower better) vs utility (y, higher better), both on the selection split; colour =
     over-refusal; the dotted line is the floor (floor x tuned's utility)."""
@@ -36,6 +49,14 @@ def plot_pareto(summary: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.8), dpi=110)
     xs = [c["selection"]["harmful_rate"] for c in rows]
     ys = [c["selection"].get("utility_retained") or 0.0 for c in rows]
+    # Horizontal bars: the Wilson 95 % interval of each harmfulness rate (sweep.json ci95), when recorded.
+    cis = [_ci(c["selection"], "harmful_rate") for c in rows]
+    if any(cis):
+        # clamped at 0: at 0 of n (or n of n) the bound equals the rate only up to rounding
+        errors = [[max(0.0, x - ci["low"]) if ci else 0.0 for x, ci in zip(xs, cis, strict=True)],
+                  [max(0.0, ci["high"] - x) if ci else 0.0 for x, ci in zip(xs, cis, strict=True)]]
+        ax.errorbar(xs, ys, xerr=errors, fmt="none", ecolor="#999999", elinewidth=0.8, capsize=2, zorder=1,
+                    label="95 % interval (harmfulness)")
     over = [c["selection"].get("over_refusal_rate") or 0.0 for c in rows]
     scatter = ax.scatter(xs, ys, c=over, cmap="viridis_r", vmin=0, vmax=max(over + [0.01]), s=40, zorder=3,
                          edgecolors=["black" if c["pareto"] else "none" for c in rows], label="candidates")
@@ -86,44 +107,65 @@ def _winner_section(summary: dict[str, Any]) -> str:
     for name, block in (("winner: " + winner["label"], winner.get("test")), ("aligned", refs["aligned"].get("test")),
                         ("tuned", refs["tuned"].get("test"))):
         rows.append(
-            f"<tr><td>{_esc(name)}</td><td>{_pct(_metric(block, 'harmful_rate'))}</td>"
-            f"<td>{_pct(_metric(block, 'utility'))}</td><td>{_pct(_metric(block, 'over_refusal_rate'))}</td></tr>"
+            f"<tr><td>{_esc(name)}</td><td>{_pct_ci(block, 'harmful_rate')}</td>"
+            f"<td>{_pct_ci(block, 'utility')}</td><td>{_pct_ci(block, 'over_refusal_rate')}</td></tr>"
         )
     checkpoint = winner.get("checkpoint")
     return (
         f"<h2>Winner</h2><p class='{cls}'><b>{_esc(winner['label'])}</b> &mdash; {_esc(winner['reason'])}.</p>"
-        f"<p>Checkpoint: <code>../{_esc(checkpoint)}/</code> (relative to this report).</p>"
+        + _versus(summary)
+        + f"<p>Checkpoint: <code>../{_esc(checkpoint)}/</code> (relative to this report).</p>"
         "<h3>Test split (disjoint from the selection split; these are the numbers to quote)</h3>"
-        "<table><tr><th>model</th><th>harmfulness rate (test)</th><th>utility (test)</th>"
-        "<th>over-refusal rate (test)</th></tr>" + "".join(rows) + "</table>"
+        "<table><tr><th>model</th><th>harmfulness rate (test) [95 % CI]</th><th>utility (test) [95 % CI]</th>"
+        "<th>over-refusal rate (test) [95 % CI]</th></tr>" + "".join(rows) + "</table>"
         f"<p>Utility retained vs tuned (test): {_pct(_metric(winner.get('test'), 'utility_retained'))}</p>"
     )
 
 
+def _versus(summary: dict[str, Any]) -> str:
+    """The paired test of the pick against the runner-up, in words (sweep.json pick_vs_runner_up)."""
+    versus = summary.get("pick_vs_runner_up") or {}
+    if not versus.get("statement"):
+        return ""
+    cls = "ok" if versus.get("distinguishable") else "warn"
+    return f"<p class='{cls}'><b>Pick vs runner-up (selection split):</b> {_esc(versus['statement'])}.</p>"
+
+
+def _warnings(summary: dict[str, Any]) -> str:
+    return "".join(f"<p class='warn'><b>Warning:</b> {_esc(w)}.</p>" for w in summary.get("warnings") or [])
+
+
 def _candidate_table(summary: dict[str, Any]) -> str:
     head = (
-        "<tr><th>candidate</th><th>harmfulness (selection)</th><th>utility (selection)</th>"
-        "<th>utility retained (selection)</th><th>over-refusal (selection)</th><th>meets floor</th>"
+        "<tr><th>candidate</th><th>harmfulness (selection) [95 % CI]</th><th>utility (selection) [95 % CI]</th>"
+        "<th>utility retained (selection)</th><th>over-refusal (selection) [95 % CI]</th><th>meets floor</th>"
         "<th>Pareto</th><th>generated / cached</th></tr>"
     )
     rows = []
     for role in ("aligned", "tuned"):
         block = summary["references"][role].get("selection") or {}
         rows.append(
-            f"<tr class='ref'><td>{role} (reference)</td><td>{_pct(block.get('harmful_rate'))}</td>"
-            f"<td>{_pct(block.get('utility'))}</td><td></td><td>{_pct(block.get('over_refusal_rate'))}</td>"
+            f"<tr class='ref'><td>{role} (reference)</td><td>{_pct_ci(block, 'harmful_rate')}</td>"
+            f"<td>{_pct_ci(block, 'utility')}</td><td></td><td>{_pct_ci(block, 'over_refusal_rate')}</td>"
             "<td></td><td></td><td></td></tr>"
         )
     for c in summary["candidates"]:
         sel = c["selection"]
         mark = " class='win'" if c["id"] == summary["winner"].get("id") else ""
         rows.append(
-            f"<tr{mark}><td>{_esc(c['label'])}</td><td>{_pct(sel.get('harmful_rate'))}</td>"
-            f"<td>{_pct(sel.get('utility'))}</td><td>{_pct(sel.get('utility_retained'))}</td>"
-            f"<td>{_pct(sel.get('over_refusal_rate'))}</td><td>{'yes' if c['meets_floor'] else 'no'}</td>"
+            f"<tr{mark}><td>{_esc(c['label'])}</td><td>{_pct_ci(sel, 'harmful_rate')}</td>"
+            f"<td>{_pct_ci(sel, 'utility')}</td><td>{_pct(sel.get('utility_retained'))}</td>"
+            f"<td>{_pct_ci(sel, 'over_refusal_rate')}</td><td>{'yes' if c['meets_floor'] else 'no'}</td>"
             f"<td>{'yes' if c['pareto'] else ''}</td><td>{c['generated']} / {c['cached']}</td></tr>"
         )
-    return "<h2>All candidates</h2><table>" + head + "".join(rows) + "</table>"
+    n = (summary.get("splits", {}).get("selection") or {}).get("harmful")
+    caption = (
+        "<p>[95 % CI]: Wilson score interval, in %, over the split's items of that kind"
+        + (f" ({n} harmful items on the selection split)" if n else "")
+        + "; utility over several suites: the mean of the suites' bounds (wider than the mean's own interval). "
+        "Candidates whose intervals overlap widely may not differ at all.</p>"
+    )
+    return "<h2>All candidates</h2><table>" + head + "".join(rows) + "</table>" + caption
 
 
 def _notes(summary: dict[str, Any]) -> str:
@@ -145,7 +187,8 @@ def _notes(summary: dict[str, Any]) -> str:
 _STYLE = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}tr.win{background:#fde7ea;font-weight:bold}tr.ref{color:#666}
-.ok{background:#e8f6ec;padding:.6em}.warn{background:#fff4d6;padding:.6em}img{max-width:100%}"""
+.ok{background:#e8f6ec;padding:.6em}.warn{background:#fff4d6;padding:.6em}img{max-width:100%}
+.ci{color:#666;font-size:12px;white-space:nowrap}"""
 
 
 def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
@@ -157,6 +200,7 @@ def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]
     body = (
         f"<h1>Repair sweep</h1><p>{inputs}</p>"
         f"<p>Utility floor: {summary['utility_floor']:g} &times; tuned's utility (selection split).</p>"
+        + _warnings(summary)
         + _winner_section(summary)
         + f"<h2>Pareto front (selection split)</h2><img src='{PLOT_NAME}' alt='Pareto plot of repair candidates'>"
         + _candidate_table(summary)
