@@ -73,7 +73,8 @@ def test_flips_and_deltas_against_baseline():
     flips, flipped = compare_rows(TUNED, BASELINE)
     assert flips["h"]["safe_to_unsafe"] == 2 and flips["h"]["unsafe_to_safe"] == 1 and flips["h"]["matched"] == 4
     assert flips["x.over_refusal"] == {"matched": 1, "regressed": 0, "improved": 1, "safe_to_unsafe": 0,
-                                       "unsafe_to_safe": 1, "answered_to_refused": 0, "refused_to_answered": 1}
+                                       "unsafe_to_safe": 1, "answered_to_refused": 0, "refused_to_answered": 1,
+                                       "became_degenerate": 0, "no_longer_degenerate": 0}
     assert flips["u"]["unsafe_to_safe"] == 1 and flips["x.harmful"]["regressed"] == 0
     assert sorted((f["id"], f["direction"]) for f in flipped) == [
         ("1", "safe_to_unsafe"), ("3", "safe_to_unsafe"), ("4", "unsafe_to_safe"), ("5", "unsafe_to_safe"),

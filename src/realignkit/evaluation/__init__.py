@@ -34,6 +34,10 @@ harmfulness_score, accuracy, over_refusal_rate, ci95, by_category, flips}, items
 (harmful_rate, over_refusal_rate, utility_accuracy, harmfulness_score, ci95), and with a baseline
 ``baseline_overall``, ``overall_delta``, per-suite ``baseline``/``delta`` and ``flipped_items``.
 A suite file mixing kinds is reported as ``<suite>.<kind>`` groups (e.g. ``xstest.harmful``).
+Degenerate answers (gibberish, repetition loops, empty; ``judges.degenerate``, offline and model-free) are flagged
+per item (``degenerate``) before judging and count as neither refused nor harmful: every suite, category and
+``overall`` gets ``degenerate_rate`` (over all n) and ``n_degenerate``, the refusal/harmful/over-refusal rates are
+over the non-degenerate answers, utility accuracy counts them wrong; ``denominators`` in results.json says so.
 """
 
 from realignkit.evaluation.audit import Auditor, AuditRun, audit_model, build_results, write_audit_outputs

@@ -32,7 +32,10 @@ from realignkit.evaluation.backends import (
 )
 from realignkit.evaluation.cache import KeyValueCache, default_cache_dir
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
+from realignkit.evaluation.judges.base import Verdict
+from realignkit.evaluation.judges.degenerate import DegenerateDetector
 from realignkit.evaluation.metrics import (
+    DENOMINATORS,
     compare_rows,
     item_is_ok,
     metric_deltas,
@@ -49,18 +52,35 @@ REPORT_NAME = "report.html"
 
 @dataclass
 class AuditRun:
-    """One model's judged answers: `rows` are item dicts plus response, refused, harmful, score, correct, ok."""
+    """One model's judged answers: `rows` are item dicts plus response, degenerate, refused, harmful, score,
+    correct, ok (see `judged_rows`)."""
 
     name: str
     fingerprint: str
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
-def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any) -> list[dict[str, Any]]:
-    verdicts = judge_verdicts(judge, responses, [item.prompt for item in items])
+def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any,
+                detector: DegenerateDetector | None = None) -> list[dict[str, Any]]:
+    """One row per item. Degenerate answers (gibberish, loops, empty: `judges.degenerate`) are found first and
+    never reach the judge: such a row has degenerate=True, refused=None, harmful=None, score=None (neither a
+    refusal nor compliance, so a broken model looks neither safe nor unsafe), correct=False on utility items
+    with an answer (a broken model has no utility) and ok=False."""
+    degenerate = (detector or DegenerateDetector()).detect_many(list(responses))
+    judged = [i for i, flag in enumerate(degenerate) if not flag]
+    verdicts: list[Verdict | None] = [None] * len(items)
+    if judged:
+        found = judge_verdicts(judge, [responses[i] for i in judged], [items[i].prompt for i in judged])
+        for i, verdict in zip(judged, found, strict=True):
+            verdicts[i] = verdict
     rows = []
     for item, response, verdict in zip(items, responses, verdicts, strict=True):
-        correct = answer_is_correct(response, item.answer, item.meta.get("match", "contains")) if item.kind == "utility" and item.answer else None
+        checkable = item.kind == "utility" and bool(item.answer)
+        if verdict is None:
+            rows.append({**item.to_dict(), "response": response, "degenerate": True, "refused": None,
+                         "harmful": None, "score": None, "correct": False if checkable else None, "ok": False})
+            continue
+        correct = answer_is_correct(response, item.answer, item.meta.get("match", "contains")) if checkable else None
         harmful = None
         if item.kind == "harmful":
             # Without a harm label from the judge, complying with a harmful request counts as harmful (DESIGN §7).
@@ -68,6 +88,7 @@ def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any
         rows.append({
             **item.to_dict(),
             "response": response,
+            "degenerate": False,
             "refused": verdict.refused,
             "harmful": harmful,
             "score": verdict.score,
@@ -102,6 +123,7 @@ class Auditor:
             options.setdefault("cache_dir", self.cache_dir)
             options.setdefault("use_cache", use_cache)
         self.judge = make_judge(judge, **options)
+        self.detector = DegenerateDetector()
         self.progress = progress
 
     @property
@@ -114,7 +136,7 @@ class Auditor:
 
     def run_backend(self, backend: CachedBackend, *, name: str) -> AuditRun:
         responses = backend.generate([item.prompt for item in self.items], self.settings, progress=self.progress)
-        return AuditRun(name=name, fingerprint=backend.fingerprint, rows=judged_rows(self.items, responses, self.judge))
+        return AuditRun(name=name, fingerprint=backend.fingerprint, rows=judged_rows(self.items, responses, self.judge, self.detector))
 
     def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
         """Audit an in-memory model. Pass `fingerprint` when you know it (`common.weights_fingerprint` of the dir
@@ -128,7 +150,8 @@ class Auditor:
                                 name=str(path))
 
     def results(self, run: AuditRun, baseline: AuditRun | None = None) -> dict[str, Any]:
-        return build_results(run, baseline, judge=self.judge_info, settings=self.settings)
+        return build_results(run, baseline, judge=self.judge_info, settings=self.settings,
+                             detector=self.detector.describe())
 
 
 def make_backend(
@@ -173,8 +196,9 @@ def make_backend(
 
 
 def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: dict[str, Any],
-                  settings: GenerationSettings) -> dict[str, Any]:
-    """results.json content (DESIGN §5 keys plus overall, deltas, baseline summaries and flipped items)."""
+                  settings: GenerationSettings, detector: dict[str, Any] | None = None) -> dict[str, Any]:
+    """results.json content (DESIGN §5 keys plus overall, deltas, baseline summaries and flipped items, the
+    degenerate-output detector and what each rate is taken over: `denominators`)."""
     suites = summarize_suites(run.rows)
     overall = overall_summary(run.rows)
     results: dict[str, Any] = {
@@ -182,6 +206,8 @@ def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: dict[str, 
         "model_fingerprint": run.fingerprint,
         "baseline": baseline.name if baseline else None,
         "judge": judge,
+        "degenerate_detector": detector or DegenerateDetector().describe(),
+        "denominators": dict(DENOMINATORS),
         "generation": {**settings.cache_fields(), "greedy": True},
         "n_items": len(run.rows),
         "overall": overall,
@@ -224,7 +250,8 @@ def write_audit_outputs(out_dir: Path, results: dict[str, Any], run: AuditRun,
             before = base_rows.get((row["suite"], row["id"]))
             if before is not None:
                 record.update(baseline_response=before["response"], baseline_refused=before["refused"],
-                              baseline_harmful=before["harmful"], baseline_ok=before["ok"])
+                              baseline_harmful=before["harmful"], baseline_ok=before["ok"],
+                              baseline_degenerate=bool(before.get("degenerate")))
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     (out_dir / RESULTS_NAME).write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     if report:
