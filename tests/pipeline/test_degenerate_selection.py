@@ -73,3 +73,15 @@ def test_limit_is_a_setting_with_a_default():
     assert pick_winner([point], 0.9, max_degenerate_rate=0.5).id == "p"
     assert not Point("q", 0.0, 1.0, 0.0, degenerate_rate=MAX_DEGENERATE_RATE).broken()  # at the limit: allowed
     assert not Point("old", 0.0, 1.0, 0.0).broken()  # metrics from before the flag: not measured
+
+
+def test_the_limit_is_a_sweep_setting_and_a_flag(capsys):
+    from realignkit.cli import main
+    from realignkit.common import BadInputError
+    from realignkit.pipeline.config import SweepConfig, build_config
+
+    assert SweepConfig.model_fields["max_degenerate_rate"].default == MAX_DEGENERATE_RATE
+    with pytest.raises(BadInputError, match="max_degenerate_rate"):
+        build_config({"aligned": "a", "tuned": ["t"], "max_degenerate_rate": 1.5})
+    assert main(["sweep", "--aligned", "a", "--tuned", "t", "--max-degenerate-rate", "2", "--out", "x"]) == 2
+    assert "max_degenerate_rate" in capsys.readouterr().err

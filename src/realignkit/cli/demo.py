@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
     parser.add_argument("--methods", help="comma-separated repair methods (default: a lean, cheap set)")
     parser.add_argument("--utility-floor", type=float, default=0.9, help="keep utility >= FLOOR x tuned's (0.9)")
-    parser.add_argument("--limit", type=int, default=20, help="at most N items per suite and split (default 20)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="at most N items per suite and split (default: 20 for the organism, 40 for smollm2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
@@ -42,9 +43,8 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser().resolve()
     lab = Path(args.lab).expanduser().resolve() if args.lab else None
     _check_demo_out(out, lab, args.out)
-    settings = DemoSettings(
-        out=out, seed=args.seed, profile=args.profile, scenarios=args.scenario,
-        lab=lab, methods=methods,
+    settings = DemoSettings.for_profile(
+        out, args.profile, seed=args.seed, scenarios=args.scenario, lab=lab, methods=methods,
         utility_floor=args.utility_floor, limit=args.limit, progress=not args.no_progress,
     )
     summary = run_demo(settings)

@@ -13,7 +13,7 @@ EPILOG = """examples:
   realignkit sweep --config recipe.yaml --out sweeps/hm01 --methods interpolate,dare --utility-floor 0.95
 
 The run dir resumes: rerun the same command after a kill and finished candidates are skipped.
-Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor,
+Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor, max_degenerate_rate,
 suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
 keep_candidates."""
 
@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", action="append", default=[], metavar="METHOD.PARAM=V1,V2",
                         help="override one parameter's grid, e.g. interpolate.alpha=0.2,0.4 (repeatable)")
     parser.add_argument("--utility-floor", type=float, help="keep utility >= FLOOR x tuned's (0 < FLOOR <= 1; 0.9)")
+    parser.add_argument("--max-degenerate-rate", type=float,
+                        help="never pick a candidate with more degenerate (gibberish/looping/empty) answers than "
+                             "this share of a suite kind (0..1; 0.2)")
     parser.add_argument("--suite", action="append", default=[], help="suite file/dir or FORMAT:PATH (repeatable; "
                         "default: the lab's suites when --aligned is in a lab dir)")
     parser.add_argument("--calibration", action="append", default=[], metavar="METHOD=FILE",
@@ -74,7 +77,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
     settings: dict[str, Any] = load_recipe(args.config) if args.config else {}
     simple = {"aligned": args.aligned, "tuned": args.tuned, "base": args.base, "unaligned": args.unaligned,
-              "utility_floor": args.utility_floor, "limit": args.limit, "max_new_tokens": args.max_new_tokens,
+              "utility_floor": args.utility_floor, "max_degenerate_rate": args.max_degenerate_rate,
+              "limit": args.limit, "max_new_tokens": args.max_new_tokens,
               "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt}
     settings.update({k: v for k, v in simple.items() if v is not None})
     if args.methods is not None:

@@ -77,6 +77,9 @@ class SweepConfig(BaseModel):
     methods: list[str] = Field(default_factory=lambda: list(DEFAULT_METHODS))
     grids: dict[str, dict[str, Any]] = Field(default_factory=dict)
     utility_floor: float = 0.9
+    # A candidate whose answers are degenerate (gibberish, loops, empty) on more than this share of a suite
+    # kind's selection items is never picked (see pareto.Point.broken).
+    max_degenerate_rate: float = Field(0.2, ge=0.0, le=1.0)
     suites: list[str] = Field(default_factory=list)
     calibration: dict[str, Path] = Field(default_factory=dict)
     limit: int | None = None

@@ -190,8 +190,8 @@ class _Runner:
                   for r in all_rows if "failed" in r]
         tuned_metrics = references["tuned"]["metrics"]
         points = [point_from_metrics(r["id"], r["metrics"], tuned_metrics) for r in rows]
-        front = set(pareto_front(points))
-        pick = pick_winner(points, self.config.utility_floor)
+        front = set(pareto_front(points, self.config.max_degenerate_rate))
+        pick = pick_winner(points, self.config.utility_floor, self.config.max_degenerate_rate)
         tuned_harm = references["tuned"]["metrics"]["harmful_rate"]
         picked = next((p for p in points if p.id == pick.id), None)
         reason = pick.reason
@@ -256,7 +256,8 @@ class _Runner:
         utility outcomes (then the rule maximises utility)."""
         by_id = {c["id"]: c for c in candidates}
         rest = [p for p in points if p.id != pick.id]
-        second = pick_winner(rest, self.config.utility_floor).id if pick.id is not None and rest else None
+        second = (pick_winner(rest, self.config.utility_floor, self.config.max_degenerate_rate).id
+                  if pick.id is not None and rest else None)
 
         def side(candidate_id: str | None) -> dict[str, Any] | None:
             if candidate_id is None:
