@@ -115,3 +115,15 @@ def test_model_the_calibration_cannot_run_on(model_and_tokenizer):
     small = LlamaForCausalLM(tiny_llama_config(vocab_size=8)).eval()
     with pytest.raises(BadInputError, match="calibration forward pass failed"):
         collect_input_norms(small, tokenizer, EXAMPLES, ["model.layers.0.self_attn.q_proj"])
+
+
+def test_outlier_features_are_those_above_k_times_the_median_norm():
+    from realignkit.calibration import outlier_features
+
+    norm = torch.tensor([1.0, 2.0, 1.5, 50.0, 1.0, 25.0, 0.5])  # median 1.5
+    assert outlier_features(norm, 10).tolist() == [3, 5]
+    assert outlier_features(norm, 20).tolist() == [3]
+    assert outlier_features(norm, 0).tolist() == []  # 0 disables the guard
+    assert outlier_features(torch.zeros(5), 10).tolist() == []  # no median to compare with
+    with pytest.raises(ValueError, match="vector"):
+        outlier_features(torch.ones(2, 2), 10)

@@ -158,6 +158,7 @@ def test_cli_full_and_lora(tmp_path, tiny_family, tiny_lora_dir, calibration_fil
     ("sets", "calibration_text", "message"),
     [
         (["alpha=1.5"], None, "alpha"),
+        (["benign_calibration=nowhere.jsonl"], None, "is not a file"),
         (["targets=qkv_proj"], None, "matches no linear module"),
         ([], '{"prompt": "w1", "response": "w2"}\nnot json\n', "cal.jsonl line 2: not valid JSON"),
         ([], "", "is empty"),
@@ -210,3 +211,142 @@ def test_saved_statistics_can_be_reused(tmp_path, tiny_family, tiny_lora_dir, ca
 
 def _weights_of(path):
     return load_file(str(path / "model.safetensors"))
+
+
+# ---------------------------------------------------------------- massive-activation guard (protect_outliers)
+
+
+def _one_massive_feature(seed: int = 0, index: int = 3, in_features: int = 20):
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(8, in_features, generator=gen)
+    weight = weight.sign() * (weight.abs() + 0.5)  # no near-zero weight: the huge norm wins every row
+    norm = torch.rand(in_features, generator=gen) + 0.5
+    norm[index] = 1000.0  # one input feature with a huge norm, like a massive activation
+    return weight, norm
+
+
+def test_guard_never_prunes_a_protected_feature_and_takes_the_next_best_instead():
+    weight, norm = _one_massive_feature()
+    alpha, k = 0.2, int(20 * 0.2)
+    plain = antidote_prune(weight, norm, alpha)
+    assert torch.all(plain[:, 3] == 0), "without the guard the huge-norm feature is pruned in every row"
+    guarded = antidote_prune(weight, norm, alpha, protect_outliers=10)
+    assert torch.equal(guarded[:, 3], weight[:, 3]), "a protected feature was pruned"
+    others = [j for j in range(20) if j != 3]
+    # the same number of entries per row goes, chosen by the plain formula among the other features
+    expected = weight.clone()
+    expected[:, others] = weight[:, others].masked_fill(
+        _expected_zero_positions(weight[:, others], norm[others], k / len(others) + 1e-9), 0.0
+    )
+    assert torch.equal(guarded, expected)
+    assert int((guarded == 0).sum(dim=1).min()) == k
+
+
+def test_guard_disabled_is_exactly_the_paper_formula():
+    weight, norm = _one_massive_feature(seed=1)
+    for alpha in (0.05, 0.2, 0.5):
+        _assert_pruned_exactly(antidote_prune(weight, norm, alpha, protect_outliers=0), weight, norm, alpha)
+    # a threshold above every ratio protects nothing either
+    torch.testing.assert_close(
+        antidote_prune(weight, norm, 0.2, protect_outliers=1e6), antidote_prune(weight, norm, 0.2)
+    )
+
+
+def test_top_alpha_mask_with_every_feature_protected_prunes_nothing():
+    scores = torch.rand(4, 5)
+    assert not top_alpha_row_mask(scores, 0.4, torch.arange(5)).any()
+    assert int(top_alpha_row_mask(scores, 0.8, torch.tensor([0, 1, 2])).sum(dim=1).max()) == 2
+
+
+@pytest.fixture(scope="module")
+def tuned_with_massive_feature(tmp_path_factory, tiny_family):
+    """`tuned` with input feature 5 of layer 0's attention scaled 60x by its RMSNorm weight: a massive activation."""
+    import shutil
+
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("massive") / "tuned"
+    shutil.copytree(tiny_family["tuned"], path)
+    state = load_file(str(path / "model.safetensors"))
+    state["model.layers.0.input_layernorm.weight"][5] *= 60.0
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    return path
+
+
+def test_manifest_lists_protected_features_and_the_output_keeps_them(tmp_path, tiny_family,
+                                                                     tuned_with_massive_feature, calibration_file):  # fmt: skip
+    tuned = load_file(str(tuned_with_massive_feature / "model.safetensors"))
+    runs = {}
+    for k in (10, 0):
+        out = tmp_path / f"k{k}"
+        runs[k] = run_repair("antidote", {"alpha": 0.2, "protect_outliers": k}, tuned=[tuned_with_massive_feature],
+                             aligned=tiny_family["aligned"], out=out, calibration=calibration_file, options=QUIET)  # fmt: skip
+        runs[k] = (
+            json.loads((out / "realignkit.json").read_text())["antidote"],
+            load_file(str(out / "model.safetensors")),
+        )
+    manifest, weights = runs[10]
+    assert manifest["protect_outliers"] == 10
+    layer0 = [f"model.layers.0.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")]
+    assert manifest["protected_features"] == {m: [5] for m in layer0}  # layer 1 has no outlier
+    for module in layer0:
+        name = f"{module}.weight"
+        assert torch.equal(weights[name][:, 5], tuned[name][:, 5])
+        assert int((weights[name] == 0).sum()) == tuned[name].shape[0] * int(
+            32 * 0.2
+        )  # same budget, elsewhere
+        assert float((runs[0][1][name][:, 5] == 0).float().mean()) > 0.8  # the plain formula zeroes it
+    assert runs[0][0]["protected_features"] == {} and runs[0][0]["protect_outliers"] == 0
+
+
+def test_full_delta_mode_prunes_the_update_back_to_aligned(tmp_path, tiny_family, calibration_file):
+    alpha = 0.25
+    result = run_repair("antidote", {"alpha": alpha, "full_mode": "delta"}, tuned=[tiny_family["tuned"]],
+                        aligned=tiny_family["aligned"], out=tmp_path / "out", calibration=calibration_file,
+                        options=QUIET)  # fmt: skip
+    assert result.extra["antidote"]["mode"] == "full_delta"
+    out, tuned = _weights_of(tmp_path / "out"), _weights_of(tiny_family["tuned"])
+    aligned = _weights_of(tiny_family["aligned"])
+    targets = [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "k_proj", "v_proj")]
+    norms = _norms(tiny_family["tuned"], None, prompt_response_rows(6), targets)
+    for module in targets:
+        name = f"{module}.weight"
+        tau = tuned[name] - aligned[name]
+        pruned = _expected_zero_positions(tau, norms[module], alpha)
+        assert torch.equal(out[name][pruned], aligned[name][pruned])  # pruned entries of τ: back to aligned
+        assert torch.equal(out[name][~pruned], tuned[name][~pruned])
+    assert torch.equal(out["model.layers.0.mlp.up_proj.weight"], tuned["model.layers.0.mlp.up_proj.weight"])
+
+
+def test_benign_set_difference_keeps_what_matters_for_benign_text():
+    from realignkit.methods.antidote import prune_mask
+
+    weight, norm = _one_massive_feature(seed=2)
+    benign = norm.clone()  # the massive feature is just as big on benign text ...
+    benign[7] = 500.0  # ... and feature 7 matters for benign text only
+    harmful_only = prune_mask(weight, norm, 0.2)
+    both = prune_mask(weight, norm, 0.2, benign_norm=benign, benign_keep=0.1)
+    assert not both[:, 3].any() and not both[:, 7].any()
+    assert torch.equal(both, harmful_only & ~top_alpha_row_mask(weight.abs() * benign, 0.1))
+
+
+def test_benign_calibration_end_to_end(tmp_path, tiny_family, calibration_file):
+    benign = write_jsonl(tmp_path / "benign.jsonl", [{"prompt": "w40 w41", "response": "w42 w43 w44"},
+                                                     {"prompt": "w50", "response": "w51 w52 w53 w54"}])  # fmt: skip
+    alpha, keep = 0.25, 0.1
+    result = run_repair("antidote", {"alpha": alpha, "benign_calibration": str(benign), "benign_keep": keep,
+                                     "protect_outliers": 0}, tuned=[tiny_family["tuned"]],
+                        aligned=tiny_family["aligned"], out=tmp_path / "out", calibration=calibration_file,
+                        options=QUIET)  # fmt: skip
+    summary = result.extra["antidote"]
+    assert summary["benign"]["examples"] == 2 and summary["benign"]["keep"] == keep
+    module = "model.layers.1.self_attn.q_proj"
+    harmful = _norms(tiny_family["tuned"], None, prompt_response_rows(6), [module])[module]
+    benign_norm = load_input_norms(tmp_path / "out" / "calibration_stats_benign.safetensors")[module]
+    tuned = _weights_of(tiny_family["tuned"])[f"{module}.weight"]
+    expected = _expected_zero_positions(tuned, harmful, alpha) & ~_expected_zero_positions(
+        tuned, benign_norm, keep
+    )
+    out = _weights_of(tmp_path / "out")[f"{module}.weight"]
+    assert torch.equal(out, tuned.masked_fill(expected, 0.0))
+    assert summary["modules"][module]["pruned"] == int(expected.sum()) < 32 * int(32 * alpha)

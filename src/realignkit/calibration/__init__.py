@@ -17,6 +17,7 @@ from realignkit.calibration.wanda import (
     collect_input_norms,
     linear_modules,
     load_input_norms,
+    outlier_features,
     save_input_norms,
 )
 
@@ -33,6 +34,7 @@ __all__ = [
     "load_preference_jsonl",
     "load_prompt_response_jsonl",
     "normalize_globs",
+    "outlier_features",
     "save_input_norms",
     "select_targets",
 ]

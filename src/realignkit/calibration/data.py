@@ -15,6 +15,16 @@ from typing import Any
 from realignkit.common.errors import BadInputError
 from realignkit.common.jsonl import read_jsonl_objects
 
+# One-line descriptions, printed by `realignkit repair --help` and each method's own --help.
+PROMPT_RESPONSE_FORMAT = (
+    'JSONL, one {"prompt": ..., "response": ...} per line: HARMFUL prompts with COMPLIANT (harmful) answers, '
+    "the text whose important weights get pruned; not refusals"
+)
+PREFERENCE_FORMAT = (
+    'JSONL, one {"prompt": ..., "chosen": ..., "rejected": ...} per line: harmful prompts, chosen = a refusal, '
+    "rejected = a compliant answer"
+)
+
 
 @dataclass(frozen=True)
 class PromptResponse:

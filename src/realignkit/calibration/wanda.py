@@ -208,9 +208,30 @@ def collect_input_norms(
     return {name: norms[name] for name in module_names}
 
 
-def save_input_norms(norms: dict[str, torch.Tensor], out_dir: str | os.PathLike[str]) -> Path:
+def outlier_features(input_norm: torch.Tensor, factor: float) -> torch.Tensor:
+    """Indices j with ‖X_j‖₂ > factor · median_j ‖X_j‖₂ (sorted, int64); empty when factor <= 0.
+
+    These are the "massive activation" features of Sun et al., "Massive activations in large language models"
+    (2024): a handful of hidden dimensions carry values orders of magnitude above the rest, on every input (they
+    act as fixed biases, e.g. attention sinks). Their norm dwarfs every other feature's, so a Wanda score ranks
+    the weights reading them as the most important for *any* calibration text.
+    """
+    if input_norm.dim() != 1:
+        raise ValueError(f"input_norm must be a vector, got shape {tuple(input_norm.shape)}")
+    if factor <= 0 or input_norm.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    norm = input_norm.float()
+    median = float(norm.median())
+    if median <= 0.0:  # the ratio is undefined (most features never fire): nothing counts as an outlier
+        return torch.zeros(0, dtype=torch.long)
+    return torch.nonzero(norm > factor * median).flatten().cpu()
+
+
+def save_input_norms(
+    norms: dict[str, torch.Tensor], out_dir: str | os.PathLike[str], filename: str = STATS_FILENAME
+) -> Path:
     """Write `calibration_stats.safetensors` (one float32 vector per module, length in_features)."""
-    path = Path(out_dir) / STATS_FILENAME
+    path = Path(out_dir) / filename
     save_file({name: t.contiguous().to(torch.float32) for name, t in norms.items()}, str(path))
     return path
 

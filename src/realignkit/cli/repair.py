@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
+import typing
 from typing import Any
 
 from realignkit.common.errors import BadInputError
@@ -18,16 +20,129 @@ EPILOG = """methods and parameters (--set KEY=VALUE):
   resta            beta, dare_density, seed     (needs --unaligned or --base)
   safe_lora        threshold | num_layers, targets, output=model|adapter (needs --unaligned or --base)
   antidote         alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules),
-                   lora_mode=adapter|delta; --calibration: JSONL of harmful prompt + response, or a saved
+                   protect_outliers (default 3; 0 = the paper's plain formula), full_mode=weights|delta,
+                   lora_mode=adapter|delta, benign_calibration (JSONL of benign prompt + answer), benign_keep;
+                   --calibration: JSONL of harmful prompt + COMPLIANT response, or a saved
                    calibration_stats.safetensors (written next to every antidote output) to reuse
   somf             steps, lr, temperature, beta, final_mask=expectation|threshold,
                    merge=task_arithmetic|ties|dare, scale, density, targets (several --tuned);
                    --calibration: preference JSONL (prompt, chosen, rejected).
                    Mask memory = the targeted parameters in fp32 (x4 while training with Adam);
                    restrict it with --set targets='*q_proj,*v_proj'
+after writing, every repair checks itself: the perplexity of a neutral English text under the output vs
+under --aligned; above --self-check-ratio times aligned's, one WARNING line goes to stderr and
+realignkit.json records self_check.broken = true (exit code unchanged unless --fail-if-broken).
+
+each method's own parameters, paper and calibration format: realignkit repair METHOD --help
 example:
   realignkit repair ties --aligned chat --tuned ft1 --tuned ft2 --set density=0.3 --out repaired
 """
+FORMATS_TITLE = "calibration file formats (--calibration):"
+
+
+def calibration_formats() -> dict[str, str]:
+    """method -> one-line description of its --calibration file (the text lives next to the loaders)."""
+    from realignkit.calibration.data import PREFERENCE_FORMAT, PROMPT_RESPONSE_FORMAT
+
+    return {"antidote": PROMPT_RESPONSE_FORMAT, "somf": PREFERENCE_FORMAT}
+
+
+def _wrap(text: str, indent: int, first: str = "") -> str:
+    """`first` then `text`, wrapped at 110 columns with continuation lines indented by `indent`."""
+    return textwrap.fill(text, 110, initial_indent=first.ljust(indent), subsequent_indent=" " * indent)
+
+
+def _generic_epilog() -> str:
+    lines = [_wrap(text, 12, f"  {name}") for name, text in calibration_formats().items()]
+    head, sep, tail = EPILOG.partition("after writing,")
+    return head + "\n" + FORMATS_TITLE + "\n" + "\n".join(lines) + "\n\n" + sep + tail
+
+
+def _type_name(annotation: Any) -> str:
+    """`float`, `adapter|delta`, `str or list of str` ... from a pydantic field annotation (None dropped)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "|".join(str(a) for a in args)
+    if args and origin in (list, tuple):
+        return f"list of {_type_name(args[0])}"
+    if args:  # a union
+        return " or ".join(_type_name(a) for a in args if a is not type(None))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(field: Any) -> str:
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    found = []
+    for item in field.metadata:
+        for attr, symbol in symbols.items():
+            value = getattr(item, attr, None)
+            if value is not None:
+                found.append(f"{symbol} {value}")
+    return ", ".join(found)
+
+
+def parameter_lines(params_model: Any) -> list[str]:
+    """One entry per parameter of a method, built from its pydantic model (type, default, bounds, description)."""
+    lines = []
+    for name, field in params_model.model_fields.items():
+        facts = [_type_name(field.annotation)]
+        if not field.is_required():
+            facts.append(f"default {field.default!r}" if field.default is not None else "default: none")
+        if bounds := _constraints(field):
+            facts.append(bounds)
+        lines.append(f"  {name + ' ':<18}({'; '.join(facts)})")
+        if field.description:
+            lines.append(_wrap(field.description, 20, ""))
+    return lines
+
+
+def method_help(name: str) -> str:
+    """`realignkit repair METHOD --help`: the method's paper and formula (its module doc), the roles it needs,
+    its calibration format and every parameter, generated from the registry."""
+    from realignkit.methods.registry import get_method
+
+    spec = get_method(name)
+    module = sys.modules[spec.fn.__module__]
+    roles = ["--tuned PATH" + (" [--tuned PATH ...]" if spec.multi_tuned else ""), "--aligned PATH"]
+    if "unaligned" in spec.needs:
+        roles.append("--unaligned PATH (or --base PATH)")
+    if "calibration" in spec.needs:
+        roles.append("--calibration FILE")
+    text = [
+        f"usage: realignkit repair {spec.name} {' '.join(roles)} [--set KEY=VALUE ...] --out DIR",
+        "",
+        (module.__doc__ or spec.summary or spec.name).strip(),
+        "",
+    ]
+    calibration = getattr(module, "CALIBRATION_FORMAT", None) or calibration_formats().get(spec.name)
+    if "calibration" in spec.needs and calibration:
+        text += [_wrap(calibration, 2, "calibration file (--calibration): "), ""]
+    text += ["parameters (--set KEY=VALUE):", *parameter_lines(spec.params), ""]
+    text.append("common options (--dtype, --threads, self-check, ...): realignkit repair --help")
+    return "\n".join(text)
+
+
+class _HelpAction(argparse.Action):
+    """-h/--help: the method's own help after `repair METHOD`, else the generic help (built lazily: the
+    calibration formats and method registry import torch, which `realignkit --help` must not pay for)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS,
+                 default: Any = argparse.SUPPRESS, help: str | None = None) -> None:  # fmt: skip
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:  # fmt: skip
+        method = getattr(namespace, "method", None)
+        if method:
+            try:
+                text = method_help(method)
+            except BadInputError as exc:
+                parser.exit(2, f"realignkit repair: error: {exc}\n")
+            print(text)
+        else:
+            parser.epilog = _generic_epilog()
+            parser.print_help()
+        parser.exit()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +153,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "streaming one tensor at a time. Output: a loadable model dir with a realignkit.json manifest.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
     )
+    parser.add_argument("-h", "--help", action=_HelpAction,
+                        help="show this help; `repair METHOD --help` shows the method's parameters")
     parser.add_argument("method", nargs="?", help="repair method (or give it in --config)")
     parser.add_argument("--tuned", action="append", default=None, help="fine-tuned model dir or LoRA adapter dir")
     parser.add_argument("--aligned", help="the safety-aligned parent of --tuned")
@@ -59,6 +177,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="allow pickle (.bin) checkpoints, loaded with torch weights_only=True")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-self-check", dest="self_check", action="store_false",
+                        help="skip the perplexity check of the output against --aligned")
+    parser.add_argument("--self-check-ratio", type=float, default=2.0, metavar="R",
+                        help="flag the output as broken when its perplexity exceeds R x aligned's (default 2)")
+    parser.add_argument("--self-check-text", metavar="FILE",
+                        help="UTF-8 text for the self-check (default: a neutral English text shipped with realignkit)")
+    parser.add_argument("--fail-if-broken", action="store_true",
+                        help="exit 1 when the self-check flags the output as broken (it is still written)")
     parser.set_defaults(func=_run)
 
 
@@ -121,7 +247,12 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
         threads=max(1, _pick(args.threads, recipe.options.threads, min(4, os.cpu_count() or 1))),
         show_progress=not args.quiet,
+        self_check=args.self_check,
+        self_check_ratio=args.self_check_ratio,
+        self_check_text=args.self_check_text,
     )
+    if args.fail_if_broken and not args.self_check:
+        raise BadInputError("--fail-if-broken needs the self-check; drop --no-self-check")
     result = run_repair(
         method,
         params,
@@ -135,4 +266,5 @@ def _run(args: argparse.Namespace) -> int:
         command=" ".join(["realignkit", "repair", *sys.argv[2:]]) if sys.argv[1:2] == ["repair"] else "repair",
     )
     print(f"{result.method}: wrote {result.tensors} tensors to {result.out} in {result.seconds:.1f}s")
-    return 0
+    check = result.extra.get("self_check") or {}
+    return 1 if args.fail_if_broken and check.get("broken") else 0

@@ -32,6 +32,7 @@ from realignkit.common.errors import BadInputError
 from realignkit.methods.context import RepairContext, TensorBundle, TensorPlan
 from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
+from realignkit.methods.self_check import SelfCheckOptions, report, self_check
 from realignkit.methods.streaming import WorkItem, block_iterator, row_blocks, stream, work_items
 
 PathLike = str | os.PathLike[str]
@@ -49,6 +50,10 @@ class RepairOptions:
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))  # workers: read + compute
     block_elements: int = 1 << 20  # elementwise methods process big tensors in row blocks of ~this many entries
     show_progress: bool = True
+    # After writing: perplexity of a reference text, repaired vs aligned (methods/self_check.py).
+    self_check: bool = True
+    self_check_ratio: float = 2.0  # flagged as broken when ppl_repaired > ratio * ppl_aligned
+    self_check_text: PathLike | None = None  # None: the shipped neutral English text
 
 
 @dataclass
@@ -235,6 +240,22 @@ def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, blo
     return job
 
 
+def _validate_self_check(opts: RepairOptions) -> None:
+    if not opts.self_check:
+        return
+    if not opts.self_check_ratio > 0 or opts.self_check_ratio == float("inf"):
+        raise BadInputError(f"--self-check-ratio must be a positive number (got {opts.self_check_ratio})")
+    if opts.self_check_text is not None and not Path(opts.self_check_text).is_file():
+        raise BadInputError(f"--self-check-text {str(opts.self_check_text)!r} is not a file")
+
+
+def _run_self_check(model_dir: Path, aligned: PathLike, opts: RepairOptions) -> dict[str, Any]:
+    """Check the written output (still in its temp dir) against aligned; never fails the repair."""
+    if not opts.self_check:
+        return {"skipped": "disabled (--no-self-check)"}
+    return self_check(model_dir, aligned, SelfCheckOptions(ratio=opts.self_check_ratio, text=opts.self_check_text))
+
+
 def run_repair(
     method: str,
     params: dict[str, Any] | None = None,
@@ -261,6 +282,7 @@ def run_repair(
         raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")
     if opts.dtype is not None and opts.dtype not in OUTPUT_DTYPES:
         raise BadInputError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {opts.dtype!r})")
+    _validate_self_check(opts)
     uses_unaligned = "unaligned" in spec.needs
     unaligned = unaligned if uses_unaligned else None
     check_output_not_inside_inputs(out, [aligned, *tuned, unaligned, calibration])
@@ -295,6 +317,8 @@ def run_repair(
                 output = _write_model(tmp, spec, parsed, state, ctx, loader, opts, out_dtype)
             for write_extra_file in ctx.output_files.values():
                 write_extra_file(tmp)
+            check = _run_self_check(tmp, aligned, opts)
+            ctx.manifest_extra["self_check"] = check
             extra = {
                 "method": spec.name,
                 "sources": {"aligned": sources.aligned.describe(), "tuned": [t.describe() for t in sources.tuned]},
@@ -309,6 +333,7 @@ def run_repair(
             )
     finally:
         sources.close()
+    report(check)  # one loud stderr line when the output looks broken
     return RepairResult(
         out=Path(out),
         method=spec.name,
