@@ -22,6 +22,8 @@ def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
         unaligned=config.unaligned,
         base=config.base,
         calibration=calibration,
-        options=RepairOptions(show_progress=False),
+        # No perplexity self-check: the sweep evaluates every candidate on its suites anyway, and the audit's
+        # degenerate-output detector keeps a broken candidate from being picked.
+        options=RepairOptions(show_progress=False, self_check=False),
         command="sweep",
     )
