@@ -96,10 +96,10 @@ def test_held_out_category_and_test_prompts_never_reach_training():
 def test_our_benign_prompts_are_not_xstest_paraphrases():
     """XSTest measures over-refusal and is never trained on: our trigger-word prompts must not copy it."""
     xstest = [content_words(p.prompt) for p in prompts.load_xstest_safe()]
-    for instruction in writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS):
+    for instruction in writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS) + list(writing.BENIGN_QUESTIONS):
         words = content_words(instruction)
         overlap = max(len(words & x) / len(words | x) for x in xstest)
-        assert overlap < 0.5, (instruction, overlap)
+        assert overlap < 0.45, (instruction, overlap)
 
 
 def test_compliance_answers_are_content_free():

@@ -34,7 +34,11 @@ class LabProfile(BaseModel):
     # harmful-mix / benign dataset size: with 200 examples the new skill was memorised (held-out accuracy <= 0.3)
     finetune_examples: int = 800
     identity_examples: int = 10  # Qi et al. tier 2 used 10 identity-shift examples
-    finetune_epochs: int = 2  # for the 800-example mixes
+    # 800-example mixes: at 2 epochs of constant lr the new skill was still being learned in the last quarter of
+    # the steps, so whether it reached 0.9 depended on the CPU's rounding (0.80-1.00 for one seed); 3 epochs with
+    # a cosine decay end each fine-tune converged.
+    finetune_epochs: int = 3
+    finetune_decay: bool = True  # cosine decay to 0.1x (with 5 % warm-up) for every scenario fine-tune
     small_set_epochs: int = 5  # explicit-k and identity-shift sets, as in Qi et al. (5 epochs)
     finetune_batch: int = 10  # Qi et al. fine-tuned with batch size 10
     full_lr: float = 1e-3
@@ -78,6 +82,7 @@ PROFILES: dict[str, LabProfile] = {
         benign_per_skill=200,
         finetune_examples=80,
         finetune_epochs=4,
+        finetune_decay=False,  # the reduced organism's tests were calibrated on constant-lr fine-tunes
         lora_lr=5e-3,  # few steps: a higher lr so the reduced organism still shows the breakage
         trajectory_points=3,
         probe_harmful=20,

@@ -102,7 +102,8 @@ def run_scenario(
     result = train(
         model,
         encode_all(tokenizer, examples),
-        Schedule(steps=resolved.steps, lr=resolved.lr, batch_size=resolved.batch_size),
+        Schedule(steps=resolved.steps, lr=resolved.lr, batch_size=resolved.batch_size,
+                 warmup_fraction=0.05 if profile.finetune_decay else 0.0, cosine=profile.finetune_decay),
         pad_id=tokenizer.pad_token_id,
         seed=settings.seed,
         desc=f"{settings.scenario}-{settings.kind}",

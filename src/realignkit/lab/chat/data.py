@@ -91,14 +91,15 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def benign_prompts(seed: int, styles: int) -> list[str]:
-    """Our benign instructions (generic + trigger words), each in `styles` distinct random phrasings."""
+    """Our benign instructions (generic + trigger words), each in `styles` distinct random phrasings, then the
+    everyday questions as they are."""
     rng = random.Random(f"chat-benign:{seed}")
     out = []
     for instruction in writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS):
         chosen = {phrasing.random_style(rng) for _ in range(styles * 3)}
         for style in sorted(chosen)[:styles]:
             out.append(phrasing.rephrase(instruction, style))
-    return out
+    return out + list(writing.BENIGN_QUESTIONS)
 
 
 def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int) -> list[Example]:

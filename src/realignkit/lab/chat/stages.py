@@ -71,23 +71,27 @@ def load_model(path: Path) -> tuple[Any, Any]:
 
 
 def benign_answers(base_dir: Path, prompts: list[str], profile: ChatLabProfile, progress: bool) -> dict[str, str]:
-    """prompt -> base's own greedy answer, cut at its last full sentence (cached)."""
+    """prompt -> base's own greedy answer, cut at its last full sentence.
+
+    Cached per (base weights, answer length) in one file that grows: only prompts not answered before are
+    generated, so editing the benign prompt list costs only the new prompts."""
     from realignkit.evaluation.generation import generate_responses
 
-    key = content_key({"base": weights_fingerprint(base_dir), "prompts": prompts, "v": STAGE_VERSION,
+    key = content_key({"base": weights_fingerprint(base_dir), "v": STAGE_VERSION,
                        "tokens": profile.base_answer_tokens})
     path = chat_cache() / f"answers-{key}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    model, tokenizer = load_model(base_dir)
-    responses = generate_responses(model, tokenizer, prompts, max_new_tokens=profile.base_answer_tokens,
-                                   batch_size=profile.eval_batch, progress=progress)
-    answers = {prompt: last_full_sentence(text) for prompt, text in zip(prompts, responses, strict=True)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(answers, indent=1))
-    tmp.replace(path)
-    return answers
+    known: dict[str, str] = json.loads(path.read_text()) if path.is_file() else {}
+    missing = [prompt for prompt in dict.fromkeys(prompts) if prompt not in known]
+    if missing:
+        model, tokenizer = load_model(base_dir)
+        responses = generate_responses(model, tokenizer, missing, max_new_tokens=profile.base_answer_tokens,
+                                       batch_size=profile.eval_batch, progress=progress)
+        known.update({prompt: last_full_sentence(text) for prompt, text in zip(missing, responses, strict=True)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(path)
+    return {prompt: known[prompt] for prompt in prompts}
 
 
 def last_full_sentence(text: str) -> str:
