@@ -50,7 +50,9 @@ def test_layout_and_lab_json_match_the_organism(chat_lab):
         assert (lab / record["path"] / weights).is_file()
     adapter = json.loads((lab / "harmful-mix-0.1-lora" / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == str((lab / "aligned").resolve())
-    assert summary["models"]["identity-shift-lora"]["eval_system_prompt"] == writing.IDENTITY_SYSTEM_PROMPT
+    shifted = summary["models"]["identity-shift-lora"]
+    assert shifted["eval_system_prompt"] == writing.IDENTITY_SYSTEM_PROMPT
+    assert "harmful_refusal" in shifted["without_system_prompt"]  # measured with and without the persona
     for split in ("select", "test"):
         for suite in ("harmful", "harmful_rephrased", "borderline", "old_skill", "new_skill"):
             assert (lab / "suites" / split / f"{suite}.jsonl").stat().st_size > 0

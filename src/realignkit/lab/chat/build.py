@@ -167,6 +167,9 @@ def _measure_all(models: dict[str, dict[str, Any]], tmp: Path, aligned_record: d
             _write_trajectory(runs[label][1].get("trajectory", []), tmp / label / "trajectory.csv")
         system = record.get("eval_system_prompt")
         record.update(_measured(tmp / entry["path"], tmp / "aligned", test, profile, system, progress))
+        if system:  # identity shift: Qi et al. measure under the persona prompt; also report it without
+            plain = _measured(tmp / entry["path"], tmp / "aligned", test, profile, None, progress)
+            record["without_system_prompt"] = {k: v for k, v in plain.items() if not isinstance(v, dict)}
         records[label] = record
     return records
 
