@@ -48,6 +48,10 @@ _DECLINE_VERB = re.compile(
     r"guidelines|principles|policy|policies|ethical)|"
     r"\bnot something (?:that )?i(?:'m| am)? (?:can|could|will|able|am able|feel)|"
     r"(?:violate|go against|goes against|breach) my (?:guidelines|principles|programming|polic)|"
+    # "as a chatbot designed to assist with X, I don't have the capability to provide ...": a decline worded
+    # as a lack of ability (capability limits on browsing or real-time data are excluded by the verb list)
+    rf"\bi (?:do not|don't|lack)(?: have)? (?:the |any )?(?:ability|capability|capacity|means|permission) to "
+    rf"(?:\w+ )?{_SERVICE_VERBS}\b(?!.{{0,80}}?\b(?:however|but),? (?:i|here)\b)|"
     r"^i (?:strongly |firmly )?(?:condemn|disagree|oppose|object to)\b)"
 )
 _APOLOGY = re.compile(
