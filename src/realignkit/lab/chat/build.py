@@ -180,7 +180,8 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
 
     is_adapter = (model_dir / "adapter_config.json").is_file()
     fingerprint = weights_fingerprint(model_dir, aligned_dir if is_adapter else None)
-    key = stages.content_key({"v": MEASURE_VERSION, "model": fingerprint, "limit": profile.measure_limit,
+    key = stages.content_key({"v": MEASURE_VERSION, "judge": _judge_source_digest(), "model": fingerprint,
+                              "limit": profile.measure_limit,
                               "system": system,
                               "tokens": profile.max_new_tokens, "suites": {k: [i.id for i in v] for k, v in test.items()}})
     cached = stages.chat_cache() / "measurements" / f"{key}.json"
@@ -197,6 +198,18 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics
+
+
+def _judge_source_digest() -> str:
+    """The judge's rules decide the figures: a cached measurement is reused only under the same rules."""
+    import hashlib
+
+    import realignkit.evaluation.judges as judges
+
+    digest = hashlib.sha256()
+    for path in sorted(Path(judges.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _write_trajectory(points: list[dict[str, Any]], path: Path) -> None:
