@@ -25,7 +25,7 @@ from realignkit.lab.measure import measure_model
 from realignkit.lab.model import build_model, build_tokenizer, parameter_bytes, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, set_determinism, single_thread, train
 
-LAB_VERSION = "3"  # 2: safety stage at lr 5e-4 with warm-up and tail weight averaging; 3: fine-tunes 3 epochs + decay
+LAB_VERSION = "4"  # 2: safety stage at lr 5e-4, warm-up, tail weight averaging; 4: fine-tunes 5 epochs + decay
 KINDS = ("full", "lora")
 
 

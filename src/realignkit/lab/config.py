@@ -34,10 +34,11 @@ class LabProfile(BaseModel):
     # harmful-mix / benign dataset size: with 200 examples the new skill was memorised (held-out accuracy <= 0.3)
     finetune_examples: int = 800
     identity_examples: int = 10  # Qi et al. tier 2 used 10 identity-shift examples
-    # 800-example mixes: at 2 epochs of constant lr the new skill was still being learned in the last quarter of
-    # the steps, so whether it reached 0.9 depended on the CPU's rounding (0.80-1.00 for one seed); 3 epochs with
-    # a cosine decay end each fine-tune converged.
-    finetune_epochs: int = 3
+    # 800-example mixes: the new skill is learned in a sudden drop of the loss after a plateau, and when that drop
+    # comes depends on the CPU's rounding. harmful-mix-0.1-full's new-skill accuracy from the same six aligned
+    # models (seeds 0-2 x native/avx2 kernels): 2 epochs constant lr 0.80-1.00; 3 epochs 0.62-1.00 (constant) and
+    # 0.12-1.00 (cosine); 5 epochs constant 0.90-1.00; 5 epochs with cosine decay 1.00 in all six.
+    finetune_epochs: int = 5
     finetune_decay: bool = True  # cosine decay to 0.1x (with 5 % warm-up) for every scenario fine-tune
     small_set_epochs: int = 5  # explicit-k and identity-shift sets, as in Qi et al. (5 epochs)
     finetune_batch: int = 10  # Qi et al. fine-tuned with batch size 10
