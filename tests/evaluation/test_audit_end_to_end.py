@@ -127,7 +127,7 @@ def _diverges_at_a_near_tie(model, tokenizer, prompt, first, second, tolerance=1
 
     head = build_chat_prompts(tokenizer, [prompt])[0]
     a, b = (tokenizer(head + " " + text, add_special_tokens=False).input_ids for text in (first, second))
-    split = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
+    split = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
     with torch.no_grad():
         logits = model(torch.tensor([a[:split]])).logits[0, -1]
     return abs(float(logits[a[split]] - logits[b[split]])) < tolerance
