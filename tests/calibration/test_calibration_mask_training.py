@@ -1,3 +1,5 @@
+import random
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,13 +11,18 @@ from realignkit.calibration.mask_training import (
     MaskedWeight,
     MaskTrainingConfig,
     PreferenceData,
+    ReferenceLogprobs,
+    ScaledMerge,
     deterministic_mask,
     dpo_loss,
     evaluate_dpo_loss,
     init_mask_logits,
+    mask_statistics,
+    masked_forward,
     masked_task_vector,
     reference_logprobs,
     sample_concrete,
+    sequence_logprobs,
     train_concrete_mask,
 )
 from realignkit.calibration.models import load_causal_lm, load_tokenizer
@@ -42,7 +49,7 @@ def test_concrete_samples_are_seeded_and_follow_the_logits():
 def test_deterministic_masks():
     logits = torch.tensor([-1.0, 0.0, 2.0])
     torch.testing.assert_close(deterministic_mask(logits, "expectation"), torch.sigmoid(logits))
-    assert deterministic_mask(logits, "threshold").tolist() == [0.0, 0.0, 1.0]
+    assert deterministic_mask(logits, "threshold").tolist() == [0.0, 1.0, 1.0]  # logit 0 (undecided) keeps τ
 
 
 def test_dpo_loss_formula():
@@ -102,12 +109,142 @@ def test_empty_response_tokens_count_nothing(tiny_family):
 
 
 @pytest.mark.parametrize("mode", ["expectation", "threshold"])
-def test_zero_logits_expectation_reproduces_tuned(mode):
+def test_zero_logits_reproduce_tuned(mode):
+    """An untrained mask is the plain merge in both modes: m = 0.5 rescaled to 1, or the mode 1 (logit 0 keeps τ)."""
     logits = torch.zeros(3, 4)
     mask = deterministic_mask(logits, mode)
     tau = torch.randn(3, 4)
-    fused = masked_task_vector(tau, mask)
-    if mode == "expectation":  # m = 0.5 everywhere: m / mean(m) = 1
-        torch.testing.assert_close(fused, tau)
-    else:  # sigmoid(0) = 0.5 is not > 0.5: the whole task vector is dropped
-        assert torch.equal(fused, torch.zeros_like(tau))
+    torch.testing.assert_close(masked_task_vector(tau, mask), tau)
+
+
+# ---------------------------------------------------------------- hooks, granularity, statistics
+
+
+def _random_targets(model, kind, granularity):
+    """Targets on q_proj / v_proj of both layers with random task vectors (full) or random factors (lora)."""
+    gen = torch.Generator().manual_seed(0)
+    params = dict(model.named_parameters())
+    targets = []
+    for module in [f"model.layers.{i}.self_attn.{p}" for i in range(2) for p in ("q_proj", "v_proj")]:
+        name = f"{module}.weight"
+        out_dim, in_dim = params[name].shape
+        if kind == "full":
+            pieces = [{"tau": torch.randn(out_dim, in_dim, generator=gen) * 0.05}]
+            targets.append(MaskedWeight(name, "full", pieces, {"tau": name}, granularity=granularity))
+        else:
+            pieces = [
+                {
+                    "A": torch.randn(3, in_dim, generator=gen) * 0.2,
+                    "B": torch.randn(out_dim, 3, generator=gen) * 0.2,
+                }
+            ]
+            keys = {"A": f"{module}.lora_A.weight", "B": f"{module}.lora_B.weight"}
+            targets.append(MaskedWeight(name, "lora", pieces, keys, scalings=[2.0], transpose=[False],
+                                        granularity=granularity))  # fmt: skip
+    return targets
+
+
+@pytest.mark.parametrize(("kind", "granularity"), [("full", "entry"), ("full", "row"), ("full", "column"),
+                                                   ("lora", "entry"), ("lora", "row")])  # fmt: skip
+@pytest.mark.parametrize("factored", [True, False])
+def test_hooked_forward_equals_the_materialised_weights(tiny_family, kind, granularity, factored):
+    """masked_forward adds merge(τ ⊙ m / mean(m))·x in hooks (row/column/LoRA: without building τ ⊙ m) or swaps
+    fused weights in; the log-probs and the mask gradients equal those of θ_aligned + the materialised delta."""
+    model = load_causal_lm(tiny_family["aligned"])
+    model.requires_grad_(False)
+    data = PreferenceData(
+        load_tokenizer(tiny_family["aligned"]), [PreferencePair(**r) for r in preference_rows(4)], 64
+    )
+    batch = data.batch(range(4), torch.device("cpu"))
+    targets = _random_targets(model, kind, granularity)
+    merge = ScaledMerge(0.7) if factored else (lambda deltas, name: deltas[0] * 0.7)
+    assert targets[0].hooked(merge) is (factored and (kind, granularity) != ("full", "entry"))
+    logits = init_mask_logits(targets)
+    gen = torch.Generator().manual_seed(1)
+    for value in logits.values():
+        value.data.normal_(0, 2, generator=gen)
+    grads = []
+    for route in ("hooks", "weights"):
+        masks = {k: sample_concrete(v, 0.5, torch.Generator().manual_seed(2)) for k, v in logits.items()}
+        if route == "hooks":
+            with masked_forward(model, targets, masks, merge) as weights:
+                logp = sequence_logprobs(model, batch, weights)
+        else:
+            params = dict(model.named_parameters())
+            overrides = {t.param_name: params[t.param_name] + t.delta(masks, merge) for t in targets}
+            logp = sequence_logprobs(model, batch, overrides)
+        grads.append(torch.autograd.grad(logp.sum(), list(logits.values())))
+        if route == "hooks":
+            hooked = logp.detach()
+        else:
+            torch.testing.assert_close(hooked, logp.detach(), rtol=1e-4, atol=1e-4)
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+    assert not any(m._forward_hooks for m in model.modules())  # the hooks are gone afterwards
+
+
+def test_mask_shapes_per_granularity():
+    tau = torch.zeros(6, 4)
+    shapes = {g: MaskedWeight("w", "full", [{"tau": tau}], {"tau": "w"}, granularity=g).mask_shapes()["w"]
+              for g in ("entry", "row", "column")}  # fmt: skip
+    assert shapes == {"entry": (6, 4), "row": (6, 1), "column": (1, 4)}
+    mask = torch.tensor([[1.0], [0.0], [1.0], [0.0], [0.0], [0.0]])  # rows 0 and 2 kept: mean 1/3
+    tau = torch.arange(24.0).reshape(6, 4)
+    expected = torch.zeros_like(tau)
+    expected[[0, 2]] = tau[[0, 2]] * 3
+    torch.testing.assert_close(masked_task_vector(tau, mask), expected)
+
+
+def test_reference_logprobs_are_lazy_and_match_the_full_pass(tiny_family):
+    model = load_causal_lm(tiny_family["aligned"])
+    data = PreferenceData(
+        load_tokenizer(tiny_family["aligned"]), [PreferencePair(**r) for r in preference_rows(8)], 64
+    )
+    lazy = ReferenceLogprobs(model, data, 3, torch.device("cpu"))
+    part = lazy([5, 1, 5])
+    assert set(lazy.values) == {1, 5}  # only the pairs asked for were scored
+    full = reference_logprobs(model, data, 8, torch.device("cpu"))
+    torch.testing.assert_close(part, full[[5, 1, 5]], rtol=1e-5, atol=1e-5)
+
+
+def test_mask_statistics_count_entries_not_logits():
+    row = MaskedWeight("a.weight", "full", [{"tau": torch.ones(4, 10)}], {"tau": "a"}, granularity="row")
+    entry = MaskedWeight("b.weight", "full", [{"tau": torch.ones(2, 5)}], {"tau": "b"})
+    logits = {"a": torch.tensor([[-5.0], [-5.0], [5.0], [0.0]]), "b": torch.full((2, 5), -3.0)}
+    final = {k: deterministic_mask(v, "threshold") for k, v in logits.items()}
+    stats = mask_statistics([row, entry], logits, final)
+    # entries: a has 40 (10 per logit), b has 10; decided: a rows 0-2 (30) + all of b (10) = 40 of 50
+    assert stats["mask_units"] == 14
+    assert stats["decided_share"] == pytest.approx(40 / 50)
+    assert stats["below_0.1_share"] == pytest.approx(30 / 50) and stats["above_0.9_share"] == pytest.approx(
+        10 / 50
+    )
+    assert stats["kept_share"] == pytest.approx(20 / 50)  # rows 2 and 3 of a (logit 0 keeps τ)
+    assert stats["dropped_tensors"] == 1  # b: every logit < 0
+    assert stats["probability_histogram"]["[0,0.01)"] == pytest.approx(20 / 50)
+    assert stats["probability_histogram"]["[0.5,0.75)"] == pytest.approx(10 / 50)
+
+
+def test_sft_weight_adds_the_chosen_nll_to_the_training_loss(tiny_family):
+    """Same seed, same first Concrete draw: the step-0 losses differ by w × the per-token NLL of the chosen answers."""
+    model = load_causal_lm(tiny_family["aligned"])
+    data = PreferenceData(
+        load_tokenizer(tiny_family["aligned"]), [PreferencePair(**r) for r in preference_rows(4)], 64
+    )
+    targets = _random_targets(model, "full", "row")
+    merge = ScaledMerge(1.0)
+    losses = {}
+    for weight in (0.0, 2.0):
+        config = MaskTrainingConfig(steps=1, lr=0.1, batch_size=4, seed=3, sft_weight=weight)
+        losses[weight] = train_concrete_mask(model, data, targets, merge, config, progress=False).losses[0]
+    generator = torch.Generator().manual_seed(3)
+    masks = {k: sample_concrete(v, 0.5, generator) for k, v in init_mask_logits(targets).items()}
+    order = [0, 1, 2, 3]
+    random.Random(3).shuffle(order)  # train_concrete_mask's pair order for seed 3
+    batch = data.batch(order, torch.device("cpu"))
+    with torch.no_grad(), masked_forward(model, targets, masks, merge) as weights:
+        chosen = sequence_logprobs(model, batch, weights)[:4]
+    tokens = (batch.response_mask[:4, 1:] * batch.attention_mask[:4, 1:]).sum(dim=1)
+    nll = float((-chosen / tokens).mean())
+    assert nll > 0
+    assert losses[2.0] - losses[0.0] == pytest.approx(2.0 * nll, rel=1e-4)

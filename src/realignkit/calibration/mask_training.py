@@ -1,22 +1,30 @@
 """SOMF mask training: a Concrete (relaxed Bernoulli) mask on task vectors, trained with DPO on a frozen model.
 
 Yi et al., "A safety realignment framework via subspace-oriented model fusion for large language models" (2024).
-One logit per task-vector entry (fp32, initialised to 0). In training a mask is sampled with the Concrete
-relaxation (Maddison et al. 2017) at temperature T; the model weight used in the forward pass is
+One fp32 logit per mask unit, initialised to `init_logit` (0 in the paper: probability 0.5). A unit is one entry of
+the task vector (the paper), or one output row / input column of it (`granularity`, a cheaper structured mask whose
+value is broadcast over its row or column). In training a mask is sampled with the Concrete relaxation
+(Maddison et al. 2017) at temperature T; the weight used in the forward pass is
 
     θ = θ_aligned + merge_i(τ_i ⊙ m / mean(m))
 
-computed functionally (`torch.func.functional_call`), so the model itself stays frozen and only the logits learn.
-The loss is DPO (Rafailov et al. 2023) against the unchanged `aligned` model as reference. At the end a
-deterministic mask is taken: the expectation sigmoid(logits), or its threshold at 0.5.
+computed without touching the model: the model stays frozen and only the logits learn. For one task vector merged
+by task arithmetic, row/column masks and LoRA factors are applied in forward hooks that add (τ ⊙ m / mean(m))·x to
+the layer's output without ever building τ ⊙ m (a row mask scales the output features of τ·x, a column mask the
+input features, LoRA factors run as two thin matmuls B'(A'x)); per-entry masks and non-linear merges swap the
+fused weight in functionally (`torch.func.functional_call`). The loss is DPO (Rafailov et al. 2023) against the
+unchanged `aligned` model as reference. At the end a deterministic mask is taken: the threshold of sigmoid(logits)
+at 0.5 (the mode of the Bernoulli mask, the deterministic counterpart of the reference code's binary mask, which
+thresholds one Concrete draw), or the expectation sigmoid(logits).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,14 +38,41 @@ from realignkit.calibration.data import PreferencePair, PromptResponse
 
 # (masked task vectors, one per tuned; weight name) -> merged delta
 MergeFn = Callable[[list[torch.Tensor], str], torch.Tensor]
+Granularity = Literal["entry", "row", "column"]
+FinalMask = Literal["expectation", "threshold"]
+
+
+class ScaledMerge:
+    """merge([τ]) = λ·τ: task arithmetic of ONE task vector. Being linear, the hooks can apply it to τ·x directly."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = float(scale)
+
+    def __call__(self, deltas: list[torch.Tensor], name: str) -> torch.Tensor:
+        if len(deltas) != 1:
+            raise ValueError("ScaledMerge merges exactly one task vector")
+        return deltas[0] * self.scale
+
+
+def rescaled_mask(mask: torch.Tensor) -> torch.Tensor:
+    """m / mean(m), the paper's rescaling (a broadcast row/column mask has the mean of its expansion); 0 if m ≡ 0."""
+    mean = mask.mean()
+    if float(mean.detach()) == 0.0:
+        return torch.zeros_like(mask)
+    return mask / mean
 
 
 def masked_task_vector(tau: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """SOMF's rescaled mask: τ ⊙ m / mean(m); an all-zero mask removes τ entirely."""
-    mean = mask.mean()
-    if float(mean.detach()) == 0.0:
-        return torch.zeros_like(tau)
-    return tau * mask / mean
+    """SOMF's rescaled mask: τ ⊙ m / mean(m); an all-zero mask removes τ entirely. `mask` may be a row [out, 1]
+    or column [1, in] mask, broadcast over τ."""
+    return tau * rescaled_mask(mask)
+
+
+def mask_shape(shape: Sequence[int], granularity: Granularity) -> torch.Size:
+    """One logit per entry ([out, in]), per output row ([out, 1]) or per input column ([1, in]) of a matrix."""
+    if granularity == "entry" or len(shape) != 2:
+        return torch.Size(shape)
+    return torch.Size((shape[0], 1) if granularity == "row" else (1, shape[1]))
 
 
 def sample_concrete(
@@ -50,10 +85,21 @@ def sample_concrete(
     return torch.sigmoid((logits + noise) / temperature)
 
 
-def deterministic_mask(logits: torch.Tensor, mode: Literal["expectation", "threshold"]) -> torch.Tensor:
-    """The final mask: sigmoid(logits) (the Bernoulli mean) or its 0/1 threshold at 0.5."""
+def deterministic_mask(logits: torch.Tensor, mode: FinalMask) -> torch.Tensor:
+    """The final mask: sigmoid(logits) (the Bernoulli mean), or the 0/1 mode: 1 where sigmoid(logits) >= 0.5.
+
+    An undecided unit (logit exactly 0, e.g. after zero steps) keeps its τ, so an untrained threshold mask is the
+    plain merge, like the untrained expectation mask (uniform 0.5, rescaled to 1).
+    """
     probs = torch.sigmoid(logits.detach().float())
-    return probs if mode == "expectation" else (probs > 0.5).float()
+    return probs if mode == "expectation" else (probs >= 0.5).float()
+
+
+def temperature_at(step: int, steps: int, start: float, final: float | None) -> float:
+    """Geometric annealing from `start` to `final` over the run (constant when final is None)."""
+    if final is None or steps <= 1:
+        return start
+    return start * (final / start) ** (step / (steps - 1))
 
 
 def dpo_loss(
@@ -74,6 +120,7 @@ class MaskedWeight:
 
     kind "full": pieces[i] = {"tau": τ_i} with τ_i shaped like the weight, masked by masks[mask_keys["tau"]].
     kind "lora": pieces[i] = {"A": A_i [r, in], "B": B_i [out, r]}, masked per factor; the delta is s_i·B'A'.
+    granularity: the mask has one value per entry, per row or per column of each masked matrix (mask_shapes()).
     """
 
     param_name: str
@@ -82,6 +129,11 @@ class MaskedWeight:
     mask_keys: dict[str, str]
     scalings: list[float] = field(default_factory=list)
     transpose: list[bool] = field(default_factory=list)
+    granularity: Granularity = "entry"
+
+    @property
+    def module_name(self) -> str:
+        return self.param_name.rsplit(".", 1)[0]
 
     def delta(self, masks: dict[str, torch.Tensor], merge: MergeFn) -> torch.Tensor:
         per_tuned = []
@@ -96,7 +148,75 @@ class MaskedWeight:
         return merge(per_tuned, self.param_name)
 
     def mask_shapes(self) -> dict[str, torch.Size]:
-        return {key: self.pieces[0][piece].shape for piece, key in self.mask_keys.items()}
+        return {
+            key: mask_shape(self.pieces[0][piece].shape, self.granularity)
+            for piece, key in self.mask_keys.items()
+        }
+
+    def entries_per_unit(self) -> dict[str, int]:
+        """How many task-vector entries one mask value governs, per mask key."""
+        return {
+            key: self.pieces[0][piece].numel()
+            // max(mask_shape(self.pieces[0][piece].shape, self.granularity).numel(), 1)
+            for piece, key in self.mask_keys.items()
+        }
+
+    def hooked(self, merge: MergeFn) -> bool:
+        """Is this target applied by a forward hook that never builds τ ⊙ m? Yes for a row/column mask on a full τ
+        and for LoRA factors, with one task vector and a linear merge. Otherwise (a per-entry mask, TIES/DARE,
+        several tuned) the fused weight θ_aligned + delta is swapped in: building it is unavoidable there, and one
+        matmul with the fused weight is cheaper than a second one with the delta."""
+        if not (isinstance(merge, ScaledMerge) and len(self.pieces) == 1 and not any(self.transpose)):
+            return False
+        return self.kind == "lora" or self.granularity != "entry"
+
+    def output_delta(self, x: torch.Tensor, masks: dict[str, torch.Tensor], merge: MergeFn) -> torch.Tensor:
+        """A hooked target's extra output, λ·(τ ⊙ m / mean(m))·x (x: [..., in] -> [..., out])."""
+        scale = merge.scale  # type: ignore[attr-defined]
+        piece = self.pieces[0]
+        if self.kind == "lora":  # s·B'(A'x): two thin matmuls
+            a = masked_task_vector(piece["A"], masks[self.mask_keys["A"]])
+            b = masked_task_vector(piece["B"], masks[self.mask_keys["B"]])
+            return F.linear(F.linear(x.to(a.dtype), a), b) * (self.scalings[0] * scale)
+        tau, mask = piece["tau"], rescaled_mask(masks[self.mask_keys["tau"]])
+        x = x.to(tau.dtype)
+        if self.granularity == "row":  # (τ ⊙ m_row) x = m_row ⊙ (τ x)
+            return F.linear(x, tau) * (mask.reshape(-1) * scale)
+        return F.linear(x * mask.reshape(-1), tau) * scale  # column: (τ ⊙ m_col) x = τ (m_col ⊙ x)
+
+
+@contextlib.contextmanager
+def masked_forward(
+    model: nn.Module, targets: Sequence[MaskedWeight], masks: dict[str, torch.Tensor], merge: MergeFn
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Make every target layer compute (θ_aligned + merge_i(τ_i ⊙ m / mean(m)))·x + b while active.
+
+    Hooked targets (MaskedWeight.hooked) add their delta's output in a forward hook; the others are yielded as
+    fused weights (parameter name -> tensor) that the caller swaps in: sequence_logprobs(model, batch, weights).
+    """
+    modules = dict(model.named_modules())
+    params = dict(model.named_parameters())
+    weights = {
+        t.param_name: params[t.param_name] + t.delta(masks, merge).to(params[t.param_name].dtype)
+        for t in targets
+        if not t.hooked(merge)
+    }
+
+    def hook_for(target: MaskedWeight) -> Callable[..., torch.Tensor]:
+        def hook(module: nn.Module, args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+            return output + target.output_delta(args[0], masks, merge).to(output.dtype)
+
+        return hook
+
+    handles = []
+    try:
+        for target in targets:
+            if target.hooked(merge):
+                handles.append(modules[target.module_name].register_forward_hook(hook_for(target)))
+        yield weights
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @dataclass(frozen=True)
@@ -108,6 +228,9 @@ class MaskTrainingConfig:
     batch_size: int = 4
     max_length: int = 256
     seed: int = 0
+    init_logit: float = 0.0
+    temperature_final: float | None = None
+    sft_weight: float = 0.0  # + sft_weight × mean per-token NLL of the chosen answers (0 = pure DPO)
 
 
 @dataclass
@@ -118,25 +241,16 @@ class MaskTrainingResult:
 
 
 def init_mask_logits(
-    targets: Sequence[MaskedWeight], device: torch.device | str = "cpu"
+    targets: Sequence[MaskedWeight], device: torch.device | str = "cpu", value: float = 0.0
 ) -> dict[str, torch.Tensor]:
-    """One fp32 logit per masked entry, all 0 (probability 0.5)."""
+    """One fp32 logit per mask unit, all `value` (0 = probability 0.5, the paper's start)."""
     logits: dict[str, torch.Tensor] = {}
     for target in targets:
         for key, shape in target.mask_shapes().items():
-            logits[key] = torch.zeros(shape, dtype=torch.float32, device=device, requires_grad=True)
+            logits[key] = torch.full(
+                shape, float(value), dtype=torch.float32, device=device, requires_grad=True
+            )
     return logits
-
-
-def fused_parameters(
-    model: nn.Module, targets: Sequence[MaskedWeight], masks: dict[str, torch.Tensor], merge: MergeFn
-) -> dict[str, torch.Tensor]:
-    """Override dict for functional_call: θ_aligned + merged masked deltas, for every target weight."""
-    params = dict(model.named_parameters())
-    return {
-        t.param_name: params[t.param_name] + t.delta(masks, merge).to(params[t.param_name].dtype)
-        for t in targets
-    }
 
 
 def _pair_batch(
@@ -147,9 +261,10 @@ def _pair_batch(
 
 
 def sequence_logprobs(
-    model: nn.Module, batch: TokenBatch, overrides: dict[str, torch.Tensor] | None
+    model: nn.Module, batch: TokenBatch, overrides: dict[str, torch.Tensor] | None = None
 ) -> torch.Tensor:
-    """Sum of log p(answer tokens) per row [batch], with `overrides` swapped in functionally."""
+    """Sum of log p(answer tokens) per row [batch], with `overrides` (parameter name -> tensor) swapped in
+    functionally; wrap in masked_forward to score a masked model."""
     inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "use_cache": False}
     if overrides:
         output = torch.func.functional_call(model, overrides, args=(), kwargs=inputs, strict=False)
@@ -182,9 +297,36 @@ class PreferenceData:
         return _pair_batch(self.chosen, self.rejected, rows, self.pad_id).to(device)
 
 
+def answer_token_counts(batch: TokenBatch) -> torch.Tensor:
+    """Scored answer tokens per row [batch] (the positions sequence_logprobs sums over)."""
+    return (batch.response_mask[:, 1:] * batch.attention_mask[:, 1:]).sum(dim=-1)
+
+
 def _split(logp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     half = logp.shape[0] // 2
     return logp[:half], logp[half:]
+
+
+class ReferenceLogprobs:
+    """(chosen, rejected) log-probs of pairs under the unmodified model, computed on first use and kept.
+
+    Lazy, so a short run pays one no-grad forward per pair it actually trains or measures on, not per pair in
+    the file.
+    """
+
+    def __init__(self, model: nn.Module, data: PreferenceData, batch_size: int, device: torch.device) -> None:
+        self.model, self.data, self.batch_size, self.device = model, data, batch_size, device
+        self.values: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, rows: Sequence[int]) -> torch.Tensor:
+        missing = [row for row in dict.fromkeys(rows) if row not in self.values]
+        for start in range(0, len(missing), self.batch_size):
+            chunk = missing[start : start + self.batch_size]
+            chosen, rejected = _split(sequence_logprobs(self.model, self.data.batch(chunk, self.device)))
+            for index, row in enumerate(chunk):
+                self.values[row] = torch.stack([chosen[index], rejected[index]])
+        return torch.stack([self.values[row] for row in rows])  # [len(rows), 2]
 
 
 @torch.no_grad()
@@ -192,19 +334,21 @@ def reference_logprobs(
     model: nn.Module, data: PreferenceData, batch_size: int, device: torch.device
 ) -> torch.Tensor:
     """[n, 2] log-probs (chosen, rejected) of every pair under the unmodified model."""
-    rows = []
-    for start in range(0, len(data), batch_size):
-        chosen, rejected = _split(
-            sequence_logprobs(
-                model, data.batch(range(start, min(start + batch_size, len(data))), device), None
-            )
-        )
-        rows.append(torch.stack([chosen, rejected], dim=1))
-    return torch.cat(rows)
+    return ReferenceLogprobs(model, data, batch_size, device)(range(len(data)))
+
+
+def _as_reference(reference: Any, model: nn.Module, data: PreferenceData, batch_size: int,
+                  device: torch.device) -> Callable[[Sequence[int]], torch.Tensor]:  # fmt: skip
+    """Accept a precomputed [n, 2] tensor, a ReferenceLogprobs, or None (computed lazily)."""
+    if reference is None:
+        return ReferenceLogprobs(model, data, batch_size, device)
+    if isinstance(reference, torch.Tensor):
+        return lambda rows: reference[list(rows)]
+    return reference
 
 
 @torch.no_grad()
-def evaluate_dpo_loss(
+def evaluate_preferences(
     model: nn.Module,
     data: PreferenceData,
     targets: Sequence[MaskedWeight],
@@ -213,19 +357,47 @@ def evaluate_dpo_loss(
     *,
     beta: float,
     batch_size: int = 8,
-    reference: torch.Tensor | None = None,
-) -> float:
-    """DPO loss over all pairs for a fixed (deterministic) mask."""
+    reference: Any = None,
+    rows: Sequence[int] | None = None,
+    base_overrides: dict[str, torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """For a fixed (deterministic) mask, over `rows` (default: all pairs): the DPO loss, and the mean per-token
+    log-probability of the chosen and of the rejected answers (a DPO loss near 0 with a chosen log-prob that did
+    not rise means the mask only suppressed the rejected answers).
+
+    base_overrides: parameters outside the mask's targets that the fused model changes too (their plain merge).
+    """
     device = next(model.parameters()).device
-    reference = reference if reference is not None else reference_logprobs(model, data, batch_size, device)
-    overrides = fused_parameters(model, targets, masks, merge)
-    total = 0.0
-    for start in range(0, len(data), batch_size):
-        rows = range(start, min(start + batch_size, len(data)))
-        chosen, rejected = _split(sequence_logprobs(model, data.batch(rows, device), overrides))
-        ref = reference[start : start + len(rows)]
-        total += float(dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], beta)) * len(rows)
-    return total / len(data)
+    reference_of = _as_reference(reference, model, data, batch_size, device)
+    rows = list(range(len(data))) if rows is None else list(rows)
+    reference_all = reference_of(rows)  # before the hooks go in: the reference is the unmasked model
+    loss = chosen_total = rejected_total = 0.0
+    with masked_forward(model, targets, masks, merge) as weights:
+        overrides = {**(base_overrides or {}), **weights}
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            batch = data.batch(chunk, device)
+            chosen, rejected = _split(sequence_logprobs(model, batch, overrides))
+            ref = reference_all[start : start + len(chunk)]
+            loss += float(dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], beta)) * len(chunk)
+            tokens_chosen, tokens_rejected = _split(answer_token_counts(batch).clamp(min=1).to(chosen.dtype))
+            chosen_total += float((chosen / tokens_chosen).sum())
+            rejected_total += float((rejected / tokens_rejected).sum())
+    n = max(len(rows), 1)
+    return {"dpo_loss": loss / n, "chosen_logp_per_token": chosen_total / n,
+            "rejected_logp_per_token": rejected_total / n}  # fmt: skip
+
+
+def evaluate_dpo_loss(
+    model: nn.Module,
+    data: PreferenceData,
+    targets: Sequence[MaskedWeight],
+    masks: dict[str, torch.Tensor],
+    merge: MergeFn,
+    **options: Any,
+) -> float:
+    """DPO loss over `rows` (default: all pairs) for a fixed (deterministic) mask (see evaluate_preferences)."""
+    return evaluate_preferences(model, data, targets, masks, merge, **options)["dpo_loss"]
 
 
 def train_concrete_mask(
@@ -235,31 +407,41 @@ def train_concrete_mask(
     merge: MergeFn,
     config: MaskTrainingConfig,
     *,
-    reference: torch.Tensor | None = None,
+    reference: Any = None,
     progress: bool = True,
+    rows: Sequence[int] | None = None,
+    base_overrides: dict[str, torch.Tensor] | None = None,
 ) -> MaskTrainingResult:
-    """Train the mask logits with Adam on the DPO loss; the model's own parameters are never updated."""
+    """Train the mask logits with Adam on the DPO loss; the model's own parameters are never updated.
+
+    `rows`: the pairs to train on (default all), visited in a seeded shuffled order, batch_size pairs per step.
+    `base_overrides`: parameters outside the targets set to their plain merge, so that the model trained is the
+    model written (only the targets are masked); the reference stays the unmodified model.
+    """
     started = time.time()
     device = next(model.parameters()).device
     model.eval()  # no dropout: the only randomness is the Concrete sample
     model.requires_grad_(False)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    reference = (
-        reference if reference is not None else reference_logprobs(model, data, config.batch_size, device)
-    )
-    logits = init_mask_logits(targets, device)
+    reference_of = _as_reference(reference, model, data, config.batch_size, device)
+    logits = init_mask_logits(targets, device, config.init_logit)
     optimizer = torch.optim.Adam(list(logits.values()), lr=config.lr)
-    order = _epoch_order(len(data), config.seed)
+    order = _epoch_order(len(data) if rows is None else list(rows), config.seed)
     losses: list[float] = []
     for step in tqdm(range(config.steps), desc="somf mask", leave=False, disable=not progress):
-        rows = _rows_for_step(order, step, config.batch_size, len(data))
-        masks = {key: sample_concrete(value, config.temperature, generator) for key, value in logits.items()}
-        chosen, rejected = _split(
-            sequence_logprobs(model, data.batch(rows, device), fused_parameters(model, targets, masks, merge))
-        )
-        ref = reference[rows]
+        batch_rows = _rows_for_step(order, step, config.batch_size, len(order))
+        temperature = temperature_at(step, config.steps, config.temperature, config.temperature_final)
+        masks = {key: sample_concrete(value, temperature, generator) for key, value in logits.items()}
+        ref = reference_of(batch_rows)  # outside the hooks: the unmasked model
+        batch = data.batch(batch_rows, device)
+        with masked_forward(model, targets, masks, merge) as weights:
+            chosen, rejected = _split(sequence_logprobs(model, batch, {**(base_overrides or {}), **weights}))
         loss = dpo_loss(chosen, rejected, ref[:, 0], ref[:, 1], config.beta)
+        # RPO-style NLL on the chosen answers: DPO alone can be won by only suppressing the rejected answers.
+        if config.sft_weight:
+            tokens = _split(answer_token_counts(batch))[0].clamp(min=1).to(chosen.dtype)
+            loss = loss + config.sft_weight * (-chosen / tokens).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -269,8 +451,8 @@ def train_concrete_mask(
     return MaskTrainingResult({k: v.detach() for k, v in logits.items()}, losses, time.time() - started)
 
 
-def _epoch_order(n: int, seed: int) -> list[int]:
-    order = list(range(n))
+def _epoch_order(rows: int | Sequence[int], seed: int) -> list[int]:
+    order = list(range(rows)) if isinstance(rows, int) else list(rows)
     random.Random(seed).shuffle(order)
     return order
 
@@ -280,3 +462,59 @@ def _rows_for_step(order: list[int], step: int, batch_size: int, n: int) -> list
     size = min(batch_size, n)
     start = (step * size) % n
     return [order[(start + k) % n] for k in range(size)]
+
+
+# ---------------------------------------------------------------- what the mask decided
+
+PROBABILITY_BINS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
+
+
+def mask_statistics(
+    targets: Sequence[MaskedWeight], logits: dict[str, torch.Tensor], final: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """How far the mask moved and what it kept, so a user can see whether it decided anything.
+
+    Shares are of task-vector entries (a row/column mask value counts once per entry it governs):
+    - decided_share: sigmoid(logit) < 0.1 or > 0.9; kept_share: the final mask's weight (mean of its entries,
+      = the share of entries kept for a threshold mask); dropped_tensors: masked matrices whose final mask is 0
+      everywhere (their τ is removed, the layer returns to aligned);
+    - probability_histogram: share of entries per sigmoid(logit) bin; logit_quantiles over mask units.
+    """
+    per_unit: dict[str, int] = {}
+    for target in targets:
+        per_unit.update(target.entries_per_unit())
+    total = sum(logits[k].numel() * per_unit[k] for k in logits) or 1
+    hist = torch.zeros(len(PROBABILITY_BINS) - 1, dtype=torch.float64)
+    edges = torch.tensor(PROBABILITY_BINS[1:-1], dtype=torch.float32)
+    low = high = kept = 0.0
+    dropped = 0
+    for key, value in logits.items():
+        probs = torch.sigmoid(value.detach().float().cpu()).reshape(-1)
+        weight = per_unit[key]
+        hist += (
+            torch.bincount(torch.bucketize(probs, edges, right=True), minlength=len(hist)).double() * weight
+        )
+        low += float((probs < 0.1).sum()) * weight
+        high += float((probs > 0.9).sum()) * weight
+        kept += float(final[key].detach().double().sum()) * weight
+        dropped += int(float(final[key].detach().abs().sum()) == 0.0)
+    decided = low + high
+    units = sum(v.numel() for v in logits.values())
+    # torch.quantile's input limit: an even stride through all units
+    stride = max(1, math.ceil(units / (1 << 22)))
+    flat = [v.detach().float().cpu().reshape(-1)[::stride] for v in logits.values()]
+    quantiles = torch.quantile(torch.cat(flat) if flat else torch.zeros(1), torch.tensor(QUANTILES)).tolist()
+    return {
+        "mask_units": units,
+        "decided_share": decided / total,
+        "below_0.1_share": low / total,
+        "above_0.9_share": high / total,
+        "kept_share": kept / total,
+        "dropped_tensors": dropped,
+        "probability_histogram": {
+            f"[{lo:g},{hi:g})": round(float(c) / total, 6)
+            for lo, hi, c in zip(PROBABILITY_BINS[:-1], PROBABILITY_BINS[1:], hist.tolist(), strict=True)
+        },
+        "logit_quantiles": {f"q{q:g}": round(v, 4) for q, v in zip(QUANTILES, quantiles, strict=True)},
+    }
