@@ -49,7 +49,8 @@ def summarise(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
     """_Runner.summarise on constructed candidate metrics (no model is touched)."""
     items = [SuiteItem(id=f"h{i}", prompt="p", kind="harmful") for i in range(harmful_items)]
     plan = SimpleNamespace(splits={"selection": items, "test": items}, skipped=[], notes=[])
-    config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None)
+    config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None,
+                             max_degenerate_rate=0.2)
     runner = _Runner(config, plan, run=None, evaluator=None, materialize_fn=None, progress=False)
     rows = [{"id": cid, "method": "interpolate", "params": {"alpha": i / 10}, "label": f"interpolate({cid})",
              "metrics": m, "seconds": {}} for i, (cid, m) in enumerate(rows_metrics)]
