@@ -158,7 +158,9 @@ def _config_text(path: Path) -> str:
     return json.dumps(_canonical(data), sort_keys=True, ensure_ascii=False)
 
 
-def _adapter_base(directory: Path, base: str | os.PathLike[str] | None) -> Path:
+def adapter_base_dir(directory: Path, base: str | os.PathLike[str] | None = None) -> Path:
+    """The base model dir of the PEFT adapter in `directory`: `base` when given, else its
+    base_model_name_or_path, which must be a local dir (one line otherwise)."""
     if base is not None:
         return Path(base).expanduser()
     config = directory / "adapter_config.json"
@@ -198,6 +200,6 @@ def weights_fingerprint(model_dir: str | os.PathLike[str], base: str | os.PathLi
     if (directory / "adapter_config.json").is_file():
         if _depth >= 4:
             raise BadInputError(f"adapter {str(directory)!r}: its chain of base models is too deep (a cycle?)")
-        base_dir = _adapter_base(directory, base)
+        base_dir = adapter_base_dir(directory, base)
         digest.update(f"base\0{weights_fingerprint(base_dir, _depth=_depth + 1)}\n".encode())
     return WEIGHTS_PREFIX + digest.hexdigest()

@@ -7,11 +7,11 @@ Only local directories are read (nothing comes from a hub). Pickle weights are r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError
+from realignkit.common.fingerprint import adapter_base_dir
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -43,14 +43,7 @@ def adapter_base(path: str | Path, aligned: str | Path | None = None) -> Path | 
         return None
     if aligned is not None:
         return _model_dir(aligned, "--aligned")
-    try:
-        base = json.loads(config_file.read_text()).get("base_model_name_or_path")
-    except json.JSONDecodeError as exc:
-        raise BadInputError(f"{config_file}: not valid JSON ({exc.msg})") from exc
-    if not base or not Path(base).expanduser().is_dir():
-        raise BadInputError(f"adapter {str(path)!r} names base model {base!r}, which is not a local dir; "
-                            "pass --aligned PATH")
-    return Path(base).expanduser()
+    return adapter_base_dir(directory)
 
 
 def check_quantised_inputs(directory: Path, base: Path | None) -> None:
