@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.cli.options import add_vllm_arguments, vllm_flags_given, vllm_options_from_args
+from realignkit.common.errors import BadInputError
+
 EPILOG = """suites: a .jsonl (generic: prompt, kind, optional id/category/answer/meta), a HarmBench/AdvBench/XSTest
 CSV, a HEx-PHI-format folder of per-category CSVs, a lab dir (organism suites), or FORMAT:PATH with FORMAT in
 jsonl, harmbench, advbench, xstest, hex-phi, organism. API keys are read from the environment only."""
@@ -24,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR")
     parser.add_argument("--force", action="store_true", help="replace a non-empty --out")
     model = parser.add_argument_group("model loading")
-    model.add_argument("--backend", default="transformers", help="transformers (default), openai, vllm")
+    model.add_argument("--backend", default="transformers", help="transformers (default), openai, vllm (adapters "
+                       "are served through vLLM's LoRA support, not merged)")
     model.add_argument("--aligned", metavar="PATH", help="base model for a PEFT adapter MODEL")
     model.add_argument("--baseline-aligned", metavar="PATH", help="base model for a PEFT adapter baseline")
     model.add_argument("--template", metavar="FILE", help="Jinja chat template for models that lack one")
@@ -45,8 +49,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     judge.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
     judge.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
     judge.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
+    judge.add_argument("--judge-backend", choices=["transformers", "vllm"],
+                       help="engine of a model judge (classifier); default: vllm with --backend vllm, else transformers")
     judge.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
     judge.add_argument("--max-retries", type=int, default=3, help="retries per endpoint request")
+    add_vllm_arguments(parser)
     parser.set_defaults(func=_run)
 
 
@@ -54,7 +61,12 @@ def judge_options_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Options for make_judge; only those the chosen judge takes."""
     name = args.judge.split(":", 1)[0]
     if name == "classifier":
-        return {"model_path": args.judge_model}
+        options: dict[str, object] = {"model_path": args.judge_model}
+        backend = getattr(args, "judge_backend", None) or ("vllm" if getattr(args, "backend", None) == "vllm"
+                                                           else "transformers")
+        if backend == "vllm":
+            options.update(backend="vllm", vllm=vllm_options_from_args(args))
+        return options
     if name == "rubric":
         return {"api_base": args.judge_api_base, "api_model": args.judge_api_model,
                 "api_key_env": args.judge_api_key_env, "timeout": args.timeout, "max_retries": args.max_retries}
@@ -71,6 +83,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.backend == "openai":
         backend_options = {"api_base": args.api_base, "api_key_env": args.api_key_env, "timeout": args.timeout,
                            "max_retries": args.max_retries}
+    elif args.backend == "vllm":
+        backend_options["vllm"] = vllm_options_from_args(args)
+    elif vllm_flags_given(args):
+        raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
     results = audit_model(
         args.model, args.suite, baseline=args.baseline, judge=args.judge, limit=args.limit, out_dir=args.out,
         seed=args.seed, settings=settings, judge_options=judge_options_from_args(args), backend=args.backend,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.cli.options import add_vllm_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -23,9 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
     parser.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
     parser.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
+    parser.add_argument("--judge-backend", choices=["transformers", "vllm"],
+                        help="engine of a model judge (classifier; default transformers)")
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--max-retries", type=int, default=3)
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
+    add_vllm_arguments(parser)
     parser.set_defaults(func=_run)
 
 

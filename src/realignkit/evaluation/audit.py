@@ -28,7 +28,6 @@ from realignkit.evaluation.backends import (
     GenerationSettings,
     OpenAIBackend,
     TransformersBackend,
-    VLLMBackend,
 )
 from realignkit.evaluation.cache import KeyValueCache, default_cache_dir
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
@@ -44,6 +43,7 @@ from realignkit.evaluation.metrics import (
 )
 from realignkit.evaluation.scoring import answer_is_correct
 from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
+from realignkit.evaluation.vllm_engine import VLLMOptions
 
 RESULTS_NAME = "results.json"
 ITEMS_NAME = "items.jsonl"
@@ -58,6 +58,7 @@ class AuditRun:
     name: str
     fingerprint: str
     rows: list[dict[str, Any]] = field(default_factory=list)
+    generated: int = 0  # answers generated for this run (the rest came from the cache)
 
 
 def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any,
@@ -135,8 +136,10 @@ class Auditor:
         return judge_identity(self.judge)
 
     def run_backend(self, backend: CachedBackend, *, name: str) -> AuditRun:
+        before = backend.generated
         responses = backend.generate([item.prompt for item in self.items], self.settings, progress=self.progress)
-        return AuditRun(name=name, fingerprint=backend.fingerprint, rows=judged_rows(self.items, responses, self.judge, self.detector))
+        return AuditRun(name=name, fingerprint=backend.fingerprint, generated=backend.generated - before,
+                        rows=judged_rows(self.items, responses, self.judge, self.detector))
 
     def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
         """Audit an in-memory model. Pass `fingerprint` when you know it (`common.weights_fingerprint` of the dir
@@ -146,8 +149,11 @@ class Auditor:
 
     def run_path(self, path: str | Path, *, backend: str = "transformers", **options: Any) -> AuditRun:
         """Audit a model dir / adapter dir (transformers, vllm) or an endpoint model name (openai)."""
-        return self.run_backend(make_backend(str(path), backend, cache=self.generation_cache, **options),
-                                name=str(path))
+        engine = make_backend(str(path), backend, cache=self.generation_cache, **options)
+        try:
+            return self.run_backend(engine, name=str(path))
+        finally:
+            engine.close()  # a vLLM engine gives its GPU memory back before the next model loads
 
     def results(self, run: AuditRun, baseline: AuditRun | None = None) -> dict[str, Any]:
         return build_results(run, baseline, judge=self.judge_info, settings=self.settings,
@@ -168,6 +174,7 @@ def make_backend(
     api_key_env: str = "OPENAI_API_KEY",
     timeout: float = 60.0,
     max_retries: int = 3,
+    vllm: VLLMOptions | None = None,
 ) -> CachedBackend:
     if backend not in BACKENDS:
         from realignkit.common import closest_match
@@ -184,14 +191,16 @@ def make_backend(
     base = adapter_base(model, aligned)
     check_quantised_inputs(Path(model), None if base is None else Path(base))  # before hashing any weights
     fingerprint = weights_fingerprint(model, base)
-    if backend == "vllm":
-        if (Path(model) / "adapter_config.json").is_file():
-            raise BadInputError("backend 'vllm' takes a full model dir; audit adapters with --backend transformers")
-        return VLLMBackend(model, fingerprint=fingerprint, cache=cache)
-    loaded, tokenizer = load_model_for_audit(model, aligned=aligned, template=template, allow_pickle=allow_pickle,
-                                             device=device, dtype=dtype)
     if template is not None:  # a supplied template changes the prompts, so it is part of the key
         fingerprint += ":template"
+    if backend == "vllm":
+        from realignkit.evaluation.vllm_engine import build_vllm_backend
+
+        return build_vllm_backend(Path(model), None if base is None else Path(base), fingerprint=fingerprint,
+                                  options=vllm, template=template, allow_pickle=allow_pickle, dtype=dtype,
+                                  cache=cache)
+    loaded, tokenizer = load_model_for_audit(model, aligned=aligned, template=template, allow_pickle=allow_pickle,
+                                             device=device, dtype=dtype)
     return TransformersBackend(loaded, tokenizer, fingerprint=fingerprint, cache=cache)
 
 

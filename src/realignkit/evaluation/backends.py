@@ -47,12 +47,20 @@ class CachedBackend:
 
     def __init__(self, cache: KeyValueCache | None = None) -> None:
         self.cache = cache
+        self.generated = 0  # prompts this backend generated (cache misses), counted here: a shared cache's size
+        # also grows with other processes' answers (Ray workers)
 
     def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
         return settings.cache_fields()
 
+    def cache_keys(self, prompts: Sequence[str], settings: GenerationSettings) -> list[str]:
+        return [cache_key(self.fingerprint, prompt, self._settings_key(settings)) for prompt in prompts]
+
+    def close(self) -> None:
+        """Release what the backend holds (a vLLM engine's GPU memory); the default holds nothing."""
+
     def generate(self, prompts: Sequence[str], settings: GenerationSettings, *, progress: bool = False) -> list[str]:
-        keys = [cache_key(self.fingerprint, prompt, self._settings_key(settings)) for prompt in prompts]
+        keys = self.cache_keys(prompts, settings)
         known = self.cache.get_many(keys) if self.cache is not None else {}
         missing: dict[str, str] = {}
         for key, prompt in zip(keys, prompts, strict=True):
@@ -60,6 +68,7 @@ class CachedBackend:
                 missing.setdefault(key, prompt)
         if missing:
             fresh = self._generate_uncached(list(missing.values()), settings, progress=progress)
+            self.generated += len(fresh)
             new_entries = dict(zip(missing, fresh, strict=True))
             if self.cache is not None:
                 self.cache.put_many(new_entries.items())
@@ -68,6 +77,12 @@ class CachedBackend:
 
     def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
         raise NotImplementedError
+
+
+def chat_settings_key(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
+    """The decoding part of a cache key for a local chat model, whichever engine runs it (transformers, vLLM)."""
+    template = tokenizer.chat_template
+    return {**settings.cache_fields(), "template": hashlib.sha256(str(template).encode()).hexdigest()}
 
 
 class TransformersBackend(CachedBackend):
@@ -84,8 +99,7 @@ class TransformersBackend(CachedBackend):
         self.fingerprint = fingerprint or "state-dict:" + state_dict_fingerprint(model.state_dict())
 
     def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
-        template = self.tokenizer.chat_template
-        return {**settings.cache_fields(), "template": hashlib.sha256(str(template).encode()).hexdigest()}
+        return chat_settings_key(settings, self.tokenizer)
 
     def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
         from realignkit.evaluation.generation import generate_responses
@@ -121,27 +135,38 @@ class OpenAIBackend(CachedBackend):
 
 
 class VLLMBackend(CachedBackend):
-    """vLLM offline engine for a local model dir; imported only when chosen."""
+    """vLLM offline engine for a local model dir, or a LoRA adapter served on its base through a `LoRARequest`.
 
-    def __init__(self, model_path: str, *, fingerprint: str, cache: KeyValueCache | None = None) -> None:
+    It feeds vLLM the token ids the transformers backend would feed `generate` and decodes with the same stop
+    rule (see `vllm_engine`), so both backends share cache keys: a model answered once by either is not asked
+    again by the other."""
+
+    def __init__(self, engine: Any, tokenizer: Any, *, fingerprint: str, decoding: Any, lora: Any = None,
+                 cache: KeyValueCache | None = None) -> None:
         super().__init__(cache)
-        try:
-            import vllm  # noqa: F401
-        except ImportError as exc:
-            raise BadInputError("backend 'vllm' needs the vllm package: pip install 'realignkit[vllm]'") from exc
-        self.model_path = model_path
+        if getattr(tokenizer, "chat_template", None) is None:
+            raise BadInputError("the tokenizer has no chat template; pass --template FILE (a Jinja chat template)")
+        self.engine = engine
+        self.tokenizer = tokenizer
         self.fingerprint = fingerprint
-        self._engine: Any = None
+        self.decoding = decoding
+        self.lora = lora
+
+    def _settings_key(self, settings: GenerationSettings) -> dict[str, Any]:
+        return chat_settings_key(settings, self.tokenizer)
+
+    def prompt_token_ids(self, prompts: Sequence[str], settings: GenerationSettings) -> list[list[int]]:
+        from realignkit.evaluation.generation import build_chat_prompts
+
+        texts = build_chat_prompts(self.tokenizer, prompts, settings.system_prompt)
+        return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
-        from vllm import LLM, SamplingParams
+        from realignkit.evaluation.vllm_engine import sampling_kwargs
 
-        if self._engine is None:
-            self._engine = LLM(model=self.model_path)
-        conversations = []
-        for prompt in prompts:
-            messages = [{"role": "system", "content": settings.system_prompt}] if settings.system_prompt else []
-            conversations.append([*messages, {"role": "user", "content": prompt}])
-        params = SamplingParams(temperature=0.0, max_tokens=settings.max_new_tokens)
-        outputs = self._engine.chat(conversations, params, use_tqdm=progress)
-        return [output.outputs[0].text.strip() for output in outputs]
+        return self.engine.generate(self.prompt_token_ids(prompts, settings),
+                                    sampling_kwargs(settings.max_new_tokens, self.decoding),
+                                    lora=self.lora, progress=progress)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -16,7 +16,7 @@ from realignkit.common.fingerprint import adapter_base_dir
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
 
-def _check_weights(path: Path, *, allow_pickle: bool, adapter: bool = False) -> None:
+def check_weights(path: Path, *, allow_pickle: bool, adapter: bool = False) -> None:
     stem = "adapter_model" if adapter else ""
     if list(path.glob(f"{stem}*.safetensors")):
         return
@@ -60,12 +60,18 @@ def check_quantised_inputs(directory: Path, base: Path | None) -> None:
         check_not_quantized(base, f"base model {str(base)!r} of adapter {str(directory)!r}")
 
 
-def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
-    from transformers import AutoTokenizer
-
+def tokenizer_dir(directory: Path, fallback: Path | None = None) -> Path:
+    """Where a model's tokenizer is read from: its own dir, else (an adapter without one) its base."""
     source = directory if any((directory / name).exists() for name in _TOKENIZER_FILES) else fallback
     if source is None:
         raise BadInputError(f"{str(directory)!r} has no tokenizer files")
+    return source
+
+
+def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
+    from transformers import AutoTokenizer
+
+    source = tokenizer_dir(directory, fallback)
     tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
     if template is not None:
         template_path = Path(template).expanduser()
@@ -97,7 +103,7 @@ def load_model_for_audit(
     base = adapter_base(directory, aligned)
     torch_dtype = _torch_dtype(dtype)
     weights_dir = base if base is not None else directory
-    _check_weights(weights_dir, allow_pickle=allow_pickle)
+    check_weights(weights_dir, allow_pickle=allow_pickle)
     check_quantised_inputs(directory, base)
     tokenizer = load_tokenizer(directory, fallback=base, template=template)
     model = AutoModelForCausalLM.from_pretrained(
@@ -106,7 +112,7 @@ def load_model_for_audit(
     if base is not None:
         from peft import PeftModel
 
-        _check_weights(directory, allow_pickle=allow_pickle, adapter=True)
+        check_weights(directory, allow_pickle=allow_pickle, adapter=True)
         model = PeftModel.from_pretrained(model, str(directory), is_trainable=False).merge_and_unload()
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(target).eval(), tokenizer

@@ -95,7 +95,7 @@ class SplitEvaluator:
 
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
                  max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
-                 progress: bool = False) -> None:
+                 progress: bool = False, backend_options: dict[str, Any] | None = None) -> None:
         from realignkit.evaluation.audit import Auditor
         from realignkit.evaluation.backends import GenerationSettings
 
@@ -106,6 +106,8 @@ class SplitEvaluator:
         self.auditors = {name: Auditor(items, settings=settings, cache_dir=cache_dir, progress=progress)
                          for name, items in splits.items()}
         self.aligned = aligned
+        # make_backend's options: backend ("transformers" | "vllm"), device, vllm (VLLMOptions)
+        self.backend_options = dict(backend_options or {})
 
     def reference(self, model_dir: Path, split: str) -> dict[str, Any]:
         """A reference model (aligned/tuned; a LoRA adapter applies to the sweep's aligned)."""
@@ -118,14 +120,8 @@ class SplitEvaluator:
     def evaluate(self, model_dir: Path, split: str) -> dict[str, Any]:
         """Audit a model dir on `split`, keyed by its weights fingerprint exactly as `realignkit audit` keys it."""
         auditor = self.auditors[split]
-        before = self._cached(auditor)
-        run = auditor.run_path(model_dir, aligned=str(self.aligned))
-        return self._metrics(run, split, self._cached(auditor) - before)
-
-    @staticmethod
-    def _cached(auditor: Any) -> int:
-        cache = auditor.generation_cache
-        return len(cache) if cache is not None else 0
+        run = auditor.run_path(model_dir, aligned=str(self.aligned), **self.backend_options)
+        return self._metrics(run, split, run.generated)
 
     @staticmethod
     def _metrics(run: Any, split: str, generated: int) -> dict[str, Any]:

@@ -36,26 +36,39 @@ class ClassifierJudge:
     name = "classifier"
 
     def __init__(self, *, model_path: str | Path | None = None, batch_size: int = 16, max_length: int = 512,
-                 allow_pickle: bool = False) -> None:
+                 allow_pickle: bool = False, backend: str = "transformers", vllm: Any = None) -> None:
         if model_path is None:
             raise BadInputError("judge 'classifier' needs a model dir: --judge classifier:PATH or --judge-model PATH")
         directory = Path(model_path).expanduser()
         if not (directory / "config.json").is_file():
             raise BadInputError(f"classifier {str(model_path)!r} is not a Hugging Face model dir (no config.json)")
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        if backend not in ("transformers", "vllm"):
+            raise BadInputError(f"classifier judge backend must be transformers or vllm, got {backend!r}")
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
         if not list(directory.glob("*.safetensors")) and not allow_pickle:
             raise BadInputError(f"classifier {str(model_path)!r} has no *.safetensors weights (pickle refused)")
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
-        self.model = AutoModelForSequenceClassification.from_pretrained(
-            str(directory), local_files_only=True, use_safetensors=not allow_pickle
-        ).eval()
-        self.label_id, self.meaning = _positive_label(self.model.config.id2label)
+        self.backend = backend
+        self.model: Any = None
+        self.engine: Any = None
+        if backend == "vllm":
+            config = AutoConfig.from_pretrained(str(directory), local_files_only=True)
+            self.engine = _vllm_classifier(directory, config, vllm, allow_pickle)
+        else:
+            self.model = AutoModelForSequenceClassification.from_pretrained(
+                str(directory), local_files_only=True, use_safetensors=not allow_pickle
+            ).eval()
+            config = self.model.config
+        self.label_id, self.meaning = _positive_label(config.id2label)
         self.batch_size = batch_size
         self.max_length = max_length
         self.version = weights_fingerprint(directory)[:20]  # "weights:" + 12 hex digits
 
     def positive_probabilities(self, responses: Sequence[str], prompts: Sequence[str]) -> list[float]:
+        if self.engine is not None:  # vLLM: the same (prompt, response) token ids, one pass, softmax per item
+            ids = self.tokenizer(list(prompts), list(responses), truncation=True, max_length=self.max_length)
+            return [probs[self.label_id] for probs in self.engine.classify(ids["input_ids"])]
         import torch
 
         probabilities: list[float] = []
@@ -86,4 +99,16 @@ class ClassifierJudge:
         return [verdict.refused for verdict in self.verdicts(responses, prompts)]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "label": self.meaning}
+        described = {"name": self.name, "version": self.version, "label": self.meaning}
+        return described if self.backend == "transformers" else {**described, "backend": self.backend}
+
+
+def _vllm_classifier(directory: Path, config: Any, options: Any, allow_pickle: bool) -> Any:
+    """A vLLM engine for the classifier. Pair encoders that mark the response with segment ids (BERT's
+    token_type_ids) are refused: vLLM's classify pass takes token ids only, and would read both as segment 0."""
+    from realignkit.evaluation.vllm_engine import VLLMEngine, VLLMOptions, engine_kwargs
+
+    if int(getattr(config, "type_vocab_size", 1) or 1) > 1:
+        raise BadInputError(f"classifier {str(directory)!r} reads (prompt, response) with segment ids, which vLLM's "
+                            "classify pass cannot give it; use --judge-backend transformers")
+    return VLLMEngine(engine_kwargs(directory, directory, options or VLLMOptions(), allow_pickle=allow_pickle))
