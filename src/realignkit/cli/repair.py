@@ -170,6 +170,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="output dtype (default: inputs')")
     parser.add_argument("--shard-size", help="max shard size, e.g. 2GB (default), 500MB")
     parser.add_argument("--threads", type=int, help="worker threads for reading/computing (default: cores, at most 4)")
+    parser.add_argument("--device", default="cpu", help="where the merge math runs: cpu (default), cuda, cuda:N, auto; "
+                        "tensors still stream one at a time")
     parser.add_argument("--allow-missing", action="store_true", default=None,
                         help="treat tensors missing from an input as unchanged instead of failing")
     parser.add_argument("--allow-nonfinite", action="store_true", default=None, help="accept NaN/Inf in inputs")
@@ -247,6 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         force=args.force,
         threads=max(1, _pick(args.threads, recipe.options.threads, min(4, os.cpu_count() or 1))),
         show_progress=not args.quiet,
+        device=args.device,
         self_check=args.self_check,
         self_check_ratio=args.self_check_ratio,
         self_check_text=args.self_check_text,

@@ -41,7 +41,7 @@ def top_k_blocks(blocks: Callable[[], Iterator[list[torch.Tensor]]], k: int) -> 
     per_block = _low_histograms(blocks, [bucket for bucket, _ in chosen])
     results = []
     for stream, (bucket, above) in enumerate(chosen):
-        low_total = torch.zeros(_LOW_BINS, dtype=torch.int64)
+        low_total = torch.zeros(_LOW_BINS, dtype=torch.int64, device=per_block[0][stream].device)
         for block in per_block:
             low_total += block[stream]
         low, above_in_bucket = _bucket_from_top(low_total, k - above)
@@ -55,7 +55,7 @@ def _high_histograms(blocks: Callable[[], Iterator[list[torch.Tensor]]]) -> tupl
     total = 0
     for streams in blocks():
         if not high:
-            high = [torch.zeros(_HIGH_BINS, dtype=torch.int64) for _ in streams]
+            high = [torch.zeros(_HIGH_BINS, dtype=torch.int64, device=block.device) for block in streams]
         for histogram, block in zip(high, streams, strict=True):
             bits = block.reshape(-1).contiguous().view(torch.int32)  # [b]
             histogram += torch.bincount(torch.bitwise_right_shift(bits, 16), minlength=_HIGH_BINS)

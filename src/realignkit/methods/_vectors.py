@@ -40,5 +40,6 @@ def dare_drop(tau: torch.Tensor, density: float, generator: torch.Generator) -> 
     """DARE: keep each entry with probability `density`, rescale kept entries by 1/density."""
     if density >= 1.0:
         return tau
-    keep = torch.rand(tau.shape, generator=generator) < density  # same shape as tau
+    # Drawn on the CPU whatever tau's device: the same seed keeps the same entries with --device cuda.
+    keep = (torch.rand(tau.shape, generator=generator) < density).to(tau.device)  # same shape as tau
     return tau * keep / density

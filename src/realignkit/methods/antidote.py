@@ -197,6 +197,13 @@ class _TensorAction:
     benign: torch.Tensor | None = None  # benign-text input norms (set-difference variant)
     delta: torch.Tensor | None = None  # lora_delta: unpruned ΔW; lora_adapter: ΔW from pruned factors
 
+    def on(self, device: torch.device) -> _TensorAction:
+        """This action with its tensors on `device` (the engine's --device), for one tensor's pruning."""
+        moved = {key: None if value is None else value.to(device)
+                 for key, value in (("norm", self.norm), ("protected", self.protected), ("benign", self.benign),
+                                    ("delta", self.delta))}
+        return _TensorAction(self.kind, **moved)
+
 
 @dataclass
 class AntidoteState:
@@ -356,6 +363,7 @@ def _benign_keep(params: AntidoteParams) -> float:
 
 
 def _mask(action: _TensorAction, weight: torch.Tensor, params: AntidoteParams) -> torch.Tensor:
+    action = action.on(weight.device)
     return prune_mask(
         weight, action.norm, params.alpha, action.protected, action.benign, _benign_keep(params)
     )
@@ -480,6 +488,7 @@ def antidote(
     action = state.actions.get(name) if state is not None else None
     if action is None:
         return tuned[0]
+    action = action.on(aligned.device)
     if action.kind == "lora_adapter":
         return aligned + action.delta
     weight = _weight_of(action, aligned, tuned[0])

@@ -49,6 +49,9 @@ class RepairOptions:
     force: bool = False
     threads: int = field(default_factory=lambda: min(4, os.cpu_count() or 1))  # workers: read + compute
     block_elements: int = 1 << 20  # elementwise methods process big tensors in row blocks of ~this many entries
+    # Where the method's math runs: "cpu", "cuda", "cuda:1", or "auto" (cuda when there is one). Tensors still
+    # stream one at a time: read on the CPU, moved to the device, computed, moved back and written.
+    device: str = "cpu"
     show_progress: bool = True
     # After writing: perplexity of a reference text, repaired vs aligned (methods/self_check.py).
     self_check: bool = True
@@ -101,12 +104,46 @@ def _return_freed_memory_to_os() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB: row blocks reuse heap memory
 
 
-class _Loader:
-    """Loads a plan row (or a row block of it) in fp32, reading aligned once; refuses NaN/Inf unless allowed."""
+def resolve_device(device: str | None) -> torch.device:
+    """`--device` as a torch.device; BadInputError for a name torch does not know or a GPU that is not there."""
+    name = "cpu" if device is None else str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise BadInputError(f"--device {name!r} is not a device name (cpu, cuda, cuda:N, auto)") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"--device {name}: no CUDA GPU is visible to torch (this torch build or machine "
+                                "has none); use --device cpu")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise BadInputError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif resolved.type != "cpu":
+        raise BadInputError(f"--device {name}: only cpu and cuda are supported")
+    return resolved
 
-    def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool) -> None:
+
+def to_device(bundle: TensorBundle, device: torch.device) -> TensorBundle:
+    """One plan row's tensors on the device the method runs on (a no-op on the CPU)."""
+    if device.type == "cpu":
+        return bundle
+    return TensorBundle(
+        aligned=bundle.aligned.to(device, non_blocking=True),
+        tuned=[t.to(device, non_blocking=True) for t in bundle.tuned],
+        unaligned=None if bundle.unaligned is None else bundle.unaligned.to(device, non_blocking=True),
+    )
+
+
+class _Loader:
+    """Loads a plan row (or a row block of it) in fp32, reading aligned once; refuses NaN/Inf unless allowed.
+    The bundle it returns is on `device` (read and checked on the CPU, then moved)."""
+
+    def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool,
+                 device: torch.device | None = None) -> None:
         self.aligned, self.tuned, self.unaligned = aligned, tuned, unaligned
         self.allow_nonfinite = allow_nonfinite
+        self.device = device or torch.device("cpu")
 
     def _checked(self, tensor: torch.Tensor, role: str, name: str) -> torch.Tensor:
         tensor = tensor.float()
@@ -120,7 +157,7 @@ class _Loader:
 
     def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None, *, check: bool = True) -> TensorBundle:
         if not check:
-            return _Loader(self.aligned, self.tuned, self.unaligned, allow_nonfinite=True)(row, rows)
+            return _Loader(self.aligned, self.tuned, self.unaligned, True, self.device)(row, rows)
         assert row.aligned_name is not None
         aligned = self._checked(self._read(self.aligned, row.aligned_name, rows), "aligned", row.aligned_name)
         tuned = []
@@ -135,7 +172,7 @@ class _Loader:
         if self.unaligned is not None:
             name = row.unaligned_name
             unaligned = aligned if name is None else self._checked(self._read(self.unaligned, name, rows), "unaligned", name)
-        return TensorBundle(aligned=aligned, tuned=tuned, unaligned=unaligned)
+        return to_device(TensorBundle(aligned=aligned, tuned=tuned, unaligned=unaligned), self.device)
 
 
 def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tensor:
@@ -168,7 +205,7 @@ def _make_compute(
         if check_output and not _all_finite(result):
             loader(row, item.rows, check=True)  # raises BadInputError naming the input
             raise RuntimeError(f"method {spec.name} produced NaN/Inf for {row.out_name} from finite inputs")
-        return result.to(row.out_dtype)
+        return result.to(row.out_dtype).to("cpu")  # cast on the device first: half the bytes cross for bf16
 
     return compute
 
@@ -283,6 +320,7 @@ def run_repair(
     if opts.dtype is not None and opts.dtype not in OUTPUT_DTYPES:
         raise BadInputError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {opts.dtype!r})")
     _validate_self_check(opts)
+    device = resolve_device(opts.device)
     uses_unaligned = "unaligned" in spec.needs
     unaligned = unaligned if uses_unaligned else None
     check_output_not_inside_inputs(out, [aligned, *tuned, unaligned, calibration])
@@ -294,7 +332,7 @@ def run_repair(
         plan = build_plan(
             sources.aligned, sources.tuned, sources.unaligned, allow_missing=opts.allow_missing, out_dtype=out_dtype
         )
-        loader = _Loader(sources.aligned, sources.tuned, sources.unaligned, opts.allow_nonfinite)
+        loader = _Loader(sources.aligned, sources.tuned, sources.unaligned, opts.allow_nonfinite, device)
         ctx = RepairContext(
             method=spec.name,
             aligned=sources.aligned,
@@ -323,6 +361,7 @@ def run_repair(
                 "method": spec.name,
                 "sources": {"aligned": sources.aligned.describe(), "tuned": [t.describe() for t in sources.tuned]},
                 "output": output,
+                "device": str(device),
                 "passthrough_tensors": sum(row.passthrough for row in plan),
                 **ctx.manifest_extra,
             }

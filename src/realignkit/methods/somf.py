@@ -386,7 +386,7 @@ def somf(
 ) -> torch.Tensor:
     """SOMF (Yi et al.): theta = aligned + merge(tau_i * m / mean(m)) with a DPO-trained Concrete mask m."""
     if state is not None and name in state.deltas:
-        return aligned + state.deltas[name].to(aligned.dtype)
+        return aligned + state.deltas[name].to(device=aligned.device, dtype=aligned.dtype)
     if len(tuned) == 1 and params.merge == "task_arithmetic" and params.scale in (None, 1.0):
         return tuned[0]  # θ_aligned + 1·τ: the tuned tensor itself, without a rounding round trip
     merge = state.merge if state is not None else build_merge(params, len(tuned))
