@@ -6,16 +6,21 @@ import argparse
 import sys
 from typing import Any
 
+from realignkit.cli.options import add_vllm_arguments, vllm_flags_given
 from realignkit.common.errors import BadInputError
 
 EPILOG = """examples:
   realignkit sweep --aligned lab/aligned --tuned lab/harmful-mix-0.1-full --base lab/base --out sweeps/hm01
   realignkit sweep --config recipe.yaml --out sweeps/hm01 --methods interpolate,dare --utility-floor 0.95
+  realignkit sweep --config recipe.yaml --out /shared/sweeps/hm01 --executor ray --ray-address auto \\
+      --gpus-per-candidate 1 --backend vllm
 
-The run dir resumes: rerun the same command after a kill and finished candidates are skipped.
+The run dir resumes: rerun the same command after a kill and finished candidates are skipped (on either
+executor). With --executor ray every candidate is one Ray task; --out and the inputs must be on storage every
+node sees. A candidate whose worker dies is retried once, then recorded as failed. See docs/scaling.md.
 Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor, max_degenerate_rate,
 suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
-keep_candidates."""
+keep_candidates, backend, vllm {tensor_parallel_size, gpu_memory_utilization, max_model_len}, device."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +54,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-candidates", action="store_true", default=None,
                         help="keep every candidate checkpoint (default: only the winner)")
     parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
+    engine = parser.add_argument_group("engines (how, not what: none of these changes the run's identity)")
+    engine.add_argument("--backend", choices=["transformers", "vllm"],
+                        help="generation engine (default transformers; vllm keeps the same cache keys)")
+    engine.add_argument("--device", help="merge math and transformers generation: cpu, cuda, cuda:N, auto "
+                        "(default: merge on cpu, generate on a GPU when there is one)")
+    add_vllm_arguments(parser)
+    ray = parser.add_argument_group("executor (pip install 'realignkit[ray]' for ray)")
+    ray.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="local (default): one candidate after another here; ray: one Ray task per candidate")
+    ray.add_argument("--ray-address", metavar="ADDR", help="a running Ray cluster (e.g. auto, ray://host:10001); "
+                     "default: start a local Ray instance for this command and stop it after")
+    ray.add_argument("--ray-num-cpus", type=int, metavar="N", help="CPUs of that local instance (default: all)")
+    ray.add_argument("--cpus-per-candidate", type=float, metavar="N", help="CPUs each task reserves (default 1)")
+    ray.add_argument("--gpus-per-candidate", type=float, metavar="N",
+                     help="GPUs each task reserves (default 0; >= --tensor-parallel-size with --backend vllm)")
+    ray.add_argument("--memory-per-candidate", metavar="SIZE", help="memory each task reserves, e.g. 64GiB")
     parser.add_argument("--fresh", action="store_true", help="discard a previous or unfinished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--out", required=True, help="run directory (resumable)")
@@ -79,8 +100,13 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     simple = {"aligned": args.aligned, "tuned": args.tuned, "base": args.base, "unaligned": args.unaligned,
               "utility_floor": args.utility_floor, "max_degenerate_rate": args.max_degenerate_rate,
               "limit": args.limit, "max_new_tokens": args.max_new_tokens,
-              "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt}
+              "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt,
+              "backend": args.backend, "device": args.device}
     settings.update({k: v for k, v in simple.items() if v is not None})
+    vllm_flags = {key: getattr(args, key) for key in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")}
+    if any(value is not None for value in vllm_flags.values()):
+        recipe_vllm = settings.get("vllm") if isinstance(settings.get("vllm"), dict) else {}
+        settings["vllm"] = {**recipe_vllm, **{k: v for k, v in vllm_flags.items() if v is not None}}
     if args.methods is not None:
         settings["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.suite:
@@ -99,6 +125,21 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
+def executor_options_from_args(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from realignkit.pipeline.executors import ExecutorOptions, parse_memory
+
+    given = {"name": args.executor, "ray_address": args.ray_address, "ray_num_cpus": args.ray_num_cpus,
+             "cpus_per_candidate": args.cpus_per_candidate, "gpus_per_candidate": args.gpus_per_candidate,
+             "memory_per_candidate": parse_memory(args.memory_per_candidate)}
+    try:
+        return ExecutorOptions(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise BadInputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
 def _run(args: argparse.Namespace) -> int:
     from realignkit.methods.registry import method_names
     from realignkit.pipeline.config import build_config
@@ -106,7 +147,13 @@ def _run(args: argparse.Namespace) -> int:
     from realignkit.pipeline.sweep import run_sweep
 
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
-    outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress)
+    if config.backend != "vllm" and vllm_flags_given(args):
+        raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
+    outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress,
+                        executor=executor_options_from_args(args))
+    for line in outcome.log:
+        if line.startswith("ray:"):
+            print(line)
     print(format_sweep_summary(outcome))
     if outcome.summary["winner"].get("id") is not None:
         # The sweep's generations are keyed by the weights, not the path: an audit of winner/ with the same

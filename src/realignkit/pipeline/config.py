@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from realignkit.checkpoints.quantized import check_not_quantized
 from realignkit.common import BadInputError, closest_match
 from realignkit.common.paths import resolve_recipe_path
+from realignkit.evaluation.vllm_engine import VLLMOptions
 
 # Small default grids, cheapest methods first. Each key maps a parameter to the values swept (their product).
 # Values that are 0/1 end points (alpha=1 is `tuned`, alpha=0 is `aligned`) are left out on purpose: they add
@@ -65,6 +66,9 @@ DEFAULT_METHODS: tuple[str, ...] = (
 )
 
 
+HOW_FIELDS = ("backend", "vllm", "device")
+
+
 class SweepConfig(BaseModel):
     """Everything a sweep depends on. `fingerprint()` covers what decides its results (for resume)."""
 
@@ -88,6 +92,11 @@ class SweepConfig(BaseModel):
     system_prompt: str | None = None  # e.g. the persona an identity-shift fine-tune was trained under
     seed: int = 0
     keep_candidates: bool = False
+    # How, not what: the engine that generates (vLLM keeps transformers' cache keys), its settings, and the device
+    # of the merge math and of transformers generation (None: merge on the CPU, generate on a GPU when there is one).
+    backend: Literal["transformers", "vllm"] = "transformers"
+    vllm: VLLMOptions = Field(default_factory=VLLMOptions)
+    device: str | None = None
 
     @field_validator("utility_floor")
     @classmethod
@@ -120,9 +129,14 @@ class SweepConfig(BaseModel):
             grid[key] = values if isinstance(values, list) else [values]
         return grid
 
+    def backend_options(self) -> dict[str, Any]:
+        """make_backend's options for every evaluation of this sweep."""
+        return {"backend": self.backend, "vllm": self.vllm, "device": self.device}
+
     def fingerprint_payload(self) -> dict[str, Any]:
-        """The argument set that decides results; `keep_candidates` only changes what stays on disk."""
-        payload = self.model_dump(mode="json", exclude={"keep_candidates"})
+        """The argument set that decides results; `keep_candidates` only changes what stays on disk, and the
+        engine settings (backend, vllm, device) only how the same greedy answers are computed."""
+        payload = self.model_dump(mode="json", exclude={"keep_candidates", *HOW_FIELDS})
         payload["grids"] = {m: self.grid_for(m) for m in self.methods}
         return payload
 

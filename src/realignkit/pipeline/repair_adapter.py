@@ -24,6 +24,6 @@ def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
         calibration=calibration,
         # No perplexity self-check: the sweep evaluates every candidate on its suites anyway, and the audit's
         # degenerate-output detector keeps a broken candidate from being picked.
-        options=RepairOptions(show_progress=False, self_check=False),
+        options=RepairOptions(show_progress=False, self_check=False, device=config.device or "cpu"),
         command="sweep",
     )

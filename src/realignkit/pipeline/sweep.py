@@ -1,7 +1,8 @@
 """`run_sweep`: every method's small grid -> evaluate on the selection split -> Pareto -> pick under the utility
 floor -> winner re-evaluated on the disjoint test split -> sweep.json, report, winner checkpoint.
 
-Resumable: each finished candidate is a state file in the run dir (see rundir.py); a rerun skips it.
+Resumable: each finished candidate is a state file in the run dir (see rundir.py); a rerun skips it. The work
+itself (jobs.py) runs in this process (`--executor local`) or as Ray tasks (`--executor ray`, executors.py).
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,8 @@ from realignkit.common import BadInputError, check_output_not_inside_inputs, wri
 from realignkit.evaluation.suites import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
 from realignkit.pipeline.config import SweepConfig
-from realignkit.pipeline.evaluate import SplitEvaluator
+from realignkit.pipeline.executors import ExecutorOptions, make_executor
+from realignkit.pipeline.jobs import Materialize, SweepJob
 from realignkit.pipeline.pareto import (
     Pick,
     Point,
@@ -43,7 +44,6 @@ from realignkit.pipeline.stats import (
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
 SWEEP_FORMAT = 2
-Materialize = Callable[[Candidate, SweepConfig, Path], None]
 
 
 @dataclass
@@ -65,12 +65,16 @@ def run_sweep(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
+    executor: ExecutorOptions | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.
 
     fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
-    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead)."""
+    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead).
+    executor: where the work runs (default: this process); the run dir and sweep.json are the same either way."""
     started = time.time()
+    executor = executor or ExecutorOptions()
+    _check_engine_settings(config, executor)
     check_output_not_inside_inputs(out, [config.aligned, config.tuned, config.base, config.unaligned])
     plan = make_plan(config)
     run = RunDir(out)
@@ -78,10 +82,10 @@ def run_sweep(
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
     run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
-    evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
-                               aligned=config.aligned, max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size, system_prompt=config.system_prompt)
-    runner = _Runner(config, plan, run, evaluator, materialize_fn, progress)
+    job = SweepJob(config, plan.splits, run.out, Path(cache_dir) if cache_dir else run.cache_dir, materialize_fn,
+                   config.backend_options())
+    worker = make_executor(executor, job)
+    runner = _Runner(config, plan, run, worker, progress)
     try:
         references = runner.references("selection")
         rows = runner.candidates()
@@ -95,7 +99,23 @@ def run_sweep(
                 f"command to resume ({len(list(run.candidates_dir.glob('*.json')))} results kept)"
             ) from None
         raise
-    return SweepOutcome(run.publish(), summary, resumed=runner.resumed, evaluated=runner.evaluated, log=runner.log)
+    finally:
+        worker.close()
+    return SweepOutcome(run.publish(), summary, resumed=runner.resumed, evaluated=runner.evaluated,
+                        log=runner.log + worker.log)
+
+
+def _check_engine_settings(config: SweepConfig, executor: ExecutorOptions) -> None:
+    """--device, --backend vllm and the executor's options, checked before the run dir is touched."""
+    executor.check(config.backend, config.vllm.tensor_parallel_size)
+    if config.device is not None:
+        from realignkit.methods.engine import resolve_device
+
+        resolve_device(config.device)
+    if config.backend == "vllm" and executor.name == "local":  # on Ray only the workers need vllm
+        from realignkit.evaluation.vllm_engine import import_vllm
+
+        import_vllm()
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -107,87 +127,52 @@ def _read_json(path: Path) -> dict[str, Any]:
 class _Runner:
     """The steps of one sweep; every step reads its result from the run dir when it is already there."""
 
-    def __init__(
-        self,
-        config: SweepConfig,
-        plan: SweepPlan,
-        run: RunDir,
-        evaluator: SplitEvaluator,
-        materialize_fn: Materialize,
-        progress: bool,
-    ) -> None:
-        self.config, self.plan, self.run, self.evaluator = config, plan, run, evaluator
-        self.materialize_fn, self.progress = materialize_fn, progress
+    def __init__(self, config: SweepConfig, plan: SweepPlan, run: RunDir, executor: Any, progress: bool) -> None:
+        self.config, self.plan, self.run, self.executor = config, plan, run, executor
+        self.progress = progress
         self.evaluated = 0
         self.resumed = 0
         self.log: list[str] = []
 
     def references(self, split: str) -> dict[str, dict[str, Any]]:
         """aligned and tuned on `split` (tuned's utility is what the floor is relative to)."""
-        refs = {}
-        for role in ("aligned", "tuned"):
-            state_id = f"_reference-{role}-{split}"
-            state = self.run.load_state(state_id)
-            if state is None:
-                metrics = self.evaluator.reference(Path(getattr(self.config, role)), split)
-                state = {"role": role, "split": split, "metrics": metrics}
-                self.run.save_state(state_id, state)
-            refs[role] = state
-        return refs
+        states = {role: self.run.load_state(f"_reference-{role}-{split}") for role in ("aligned", "tuned")}
+        missing = [role for role, state in states.items() if state is None]
+        found = self.executor.evaluate([(Path(getattr(self.config, role)), split) for role in missing])
+        for role, metrics in zip(missing, found, strict=True):
+            states[role] = self._save_reference(role, split, metrics)
+        return states  # type: ignore[return-value]
+
+    def _save_reference(self, role: str, split: str, metrics: dict[str, Any]) -> dict[str, Any]:
+        state = {"role": role, "split": split, "metrics": metrics}
+        self.run.save_state(f"_reference-{role}-{split}", state)
+        return state
 
     def candidates(self) -> list[dict[str, Any]]:
-        rows = []
-        bar = tqdm(self.plan.candidates, desc="sweep", disable=not self.progress, unit="candidate")
-        for candidate in bar:
-            bar.set_postfix_str(candidate.label(), refresh=False)
+        states: dict[str, dict[str, Any]] = {}
+        pending = []
+        for candidate in self.plan.candidates:
             state = self.run.load_state(candidate.id)
             if state is None:
-                state = self._run_candidate(candidate)
-                self.evaluated += 1
+                pending.append(candidate)
             else:
+                states[candidate.id] = state
                 self.resumed += 1
                 self.log.append(f"resume: {candidate.label()} already finished, skipped")
-            rows.append(state)
-        return rows
-
-    def _run_candidate(self, candidate: Candidate) -> dict[str, Any]:
-        started = time.time()
-        model_dir = self.run.scratch / candidate.id
-        try:
-            try:
-                self.materialize_fn(candidate, self.config, model_dir)
-            except BadInputError as exc:
-                # One method that cannot apply to these checkpoints (e.g. no module matches its targets) must
-                # not sink the other candidates: record why, and leave it out of the front and the pick.
-                state = {"id": candidate.id, "method": candidate.method, "params": candidate.params,
-                         "label": candidate.label(), "failed": str(exc)}
-                self.run.save_state(candidate.id, state)
-                return state
-            repaired = time.time()
-            metrics = self.evaluator.candidate(model_dir, "selection")
-        finally:
-            if not self.config.keep_candidates:
-                shutil.rmtree(model_dir, ignore_errors=True)
-        if self.config.keep_candidates:
-            kept = self.run.work / "checkpoints" / candidate.id
-            kept.parent.mkdir(exist_ok=True)
-            shutil.rmtree(kept, ignore_errors=True)
-            shutil.move(str(model_dir), kept)
-        state = {
-            "id": candidate.id,
-            "method": candidate.method,
-            "params": candidate.params,
-            "label": candidate.label(),
-            "metrics": metrics,
-            "seconds": {"repair": round(repaired - started, 3), "evaluate": round(time.time() - repaired, 3)},
-        }
-        self.run.save_state(candidate.id, state)
-        return state
+        bar = tqdm(total=len(self.plan.candidates), initial=self.resumed, desc="sweep", unit="candidate",
+                   disable=not self.progress)
+        for candidate, state in self.executor.candidates(pending):
+            bar.set_postfix_str(candidate.label(), refresh=False)
+            bar.update(1)
+            states[candidate.id] = state
+            self.evaluated += 1
+        bar.close()
+        return [states[candidate.id] for candidate in self.plan.candidates]
 
     def summarise(self, references: dict[str, dict[str, Any]], all_rows: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [r for r in all_rows if "failed" not in r]
-        failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}"}
-                  for r in all_rows if "failed" in r]
+        failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}",
+                   **_attempts(r)} for r in all_rows if "failed" in r]
         tuned_metrics = references["tuned"]["metrics"]
         points = [point_from_metrics(r["id"], r["metrics"], tuned_metrics) for r in rows]
         front = set(pareto_front(points, self.config.max_degenerate_rate))
@@ -216,6 +201,7 @@ class _Runner:
                     "generated": row["metrics"]["generated"],
                     "cached": row["metrics"]["cached"],
                     "seconds": row["seconds"],
+                    **_attempts(row),
                 }
             )
         return {
@@ -270,16 +256,16 @@ class _Runner:
     def finish(self, summary: dict[str, Any], started: float) -> None:
         """Winner checkpoint + test-split numbers, then sweep.json, the report and the manifest."""
         winner = summary["winner"]
+        summary["execution"] = self.executor.describe()
         if winner["id"] is not None:
             row = next(c for c in summary["candidates"] if c["id"] == winner["id"])
             candidate = Candidate(row["method"], row["params"])
-            winner_dir = self.run.work / "winner"
-            if not (winner_dir / "config.json").is_file():
-                shutil.rmtree(winner_dir, ignore_errors=True)
-                self.materialize_fn(candidate, self.config, self.run.scratch / "winner")
-                shutil.move(str(self.run.scratch / "winner"), winner_dir)
-            test_metrics = self.evaluator.candidate(winner_dir, "test")
-            test_refs = self.references("test")
+            test_refs = {role: self.run.load_state(f"_reference-{role}-test") for role in ("aligned", "tuned")}
+            missing = [role for role, state in test_refs.items() if state is None]
+            test_metrics, found = self.executor.winner(
+                candidate, [(Path(getattr(self.config, role)), "test") for role in missing])
+            for role, metrics in zip(missing, found, strict=True):
+                test_refs[role] = self._save_reference(role, "test", metrics)
             retained = utility_retained(test_metrics, test_refs["tuned"]["metrics"])
             winner.update(
                 label=row["label"], method=row["method"], params=row["params"], selection=row["selection"],
@@ -304,6 +290,11 @@ class _Runner:
         from realignkit.report.sweep_report import render_sweep_report
 
         render_sweep_report(summary, self.run.work / "report")
+
+
+def _attempts(row: dict[str, Any]) -> dict[str, Any]:
+    """How many tries a candidate took (the Ray executor counts them; a killed worker's candidate is retried)."""
+    return {"attempts": row["attempts"]} if "attempts" in row else {}
 
 
 def _str(value: Any) -> str | None:
