@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,12 +39,28 @@ def _by_label(summary) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def local_sweep(sweep_lab, tmp_path_factory):
-    return run_sweep(_config(sweep_lab), tmp_path_factory.mktemp("sweep-local") / "out", progress=False).summary
+def local_run(sweep_lab, tmp_path_factory):
+    return run_sweep(_config(sweep_lab), tmp_path_factory.mktemp("sweep-local") / "out", progress=False)
 
 
-def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_sweep, tmp_path):
+@pytest.fixture(scope="module")
+def local_sweep(local_run):
+    return local_run.summary
+
+
+def _half_done(local_out: Path, out: Path, label: str) -> None:
+    """An unfinished run in `out`: the local run's arguments and one finished candidate (the resume rule)."""
+    partial = out.with_name(out.name + ".partial")
+    (partial / "candidates").mkdir(parents=True)
+    shutil.copy(local_out / "run.json", partial / "run.json")
+    for state in (local_out / "candidates").glob("*.json"):
+        if json.loads(state.read_text()).get("label") == label:
+            shutil.copy(state, partial / "candidates" / state.name)
+
+
+def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_run, local_sweep, tmp_path):
     out = tmp_path / "ray"
+    _half_done(local_run.out, out, "resta(beta=1)")  # resumed across executors: 2 evaluated on Ray, 1 skipped
     command = [sys.executable, "-m", "realignkit.cli", "sweep", "--aligned", str(sweep_lab / "aligned"),
                "--tuned", str(sweep_lab / "harmful-mix-0.1-full"), "--base", str(sweep_lab / "base"),
                "--methods", "interpolate,resta", "--grid", "interpolate.alpha=0.2,0.5", "--grid", "resta.beta=1.0",
@@ -52,13 +69,14 @@ def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_sweep, tm
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ray: started a local Ray instance (2 CPUs)" in result.stdout
+    assert "2 evaluated, 1 resumed from an earlier run" in result.stdout
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["execution"]["name"] == "ray" and local_sweep["execution"] == {"name": "local"}
     assert summary["winner"]["id"] == local_sweep["winner"]["id"] is not None
     ours, theirs = _by_label(summary), _by_label(local_sweep)
     assert set(ours) == set(theirs) == {"interpolate(alpha=0.2)", "interpolate(alpha=0.5)", "resta(beta=1)"}
     for label, row in ours.items():
-        assert row["attempts"] == 1
+        assert row.get("attempts", 1) == 1 and ("attempts" in row) == (label != "resta(beta=1)")
         for key in COMPARED:
             assert row["selection"][key] == theirs[label]["selection"][key], (label, key)
     for role in ("aligned", "tuned"):
