@@ -5,7 +5,8 @@ Public API (stable; the sweep and the lab use it):
 - ``audit_model(model_path, suites, baseline=None, judge="refusal", limit=None, out_dir=None, *, seed=0,
   settings=GenerationSettings(max_new_tokens=64, batch_size=16, system_prompt=None), judge_options=None,
   backend="transformers"|"openai"|"vllm", backend_options={"aligned", "template", "allow_pickle", "device",
-  "dtype", "api_base", "api_key_env"}, cache_dir=None, use_cache=True, force=False, progress=True, report=True)
+  "dtype", "api_base", "api_key_env", "vllm": VLLMOptions}, cache_dir=None, use_cache=True, force=False,
+  progress=True, report=True)
   -> dict`` (results.json content; with out_dir it also writes results.json, items.jsonl, report.html,
   realignkit.json atomically). ``suites`` are specs (file, folder, ``FORMAT:PATH``, ``organism:LABDIR``) or a
   list of ``SuiteItem``.
@@ -25,6 +26,8 @@ Public API (stable; the sweep and the lab use it):
 - ``loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
   adapter dir (merged into its base). The cache key of a model dir is ``realignkit.common.weights_fingerprint(path,
   base)`` (weights, configs and tokenizer by content, not by path: a copy of a model shares its cached answers).
+- ``--backend vllm`` (``vllm_engine``): tensor parallelism, GPU memory share, context length (``VLLMOptions``);
+  adapters served as LoRARequests; the same prompt token ids, stop rule and cache keys as transformers.
 - Generation cache: SQLite at ``cache_dir/generations.sqlite`` (default ``$REALIGNKIT_CACHE_DIR`` or
   ``~/.cache/realignkit``), keyed by (model fingerprint, prompt, max_new_tokens, system_prompt, chat template).
 - The restore-one-layer scan lives in ``realignkit.diagnose.scan`` (floor 3) and uses ``Auditor``.

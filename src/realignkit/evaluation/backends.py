@@ -2,7 +2,8 @@
 
 Each backend has a `fingerprint` (what model answers: `common.weights_fingerprint` of a model dir, whatever
 directory holds it) and `generate(prompts, settings)`. Answers are cached on disk by (fingerprint, prompt,
-settings), so re-auditing an unchanged model, or a copy of it, costs nothing.
+settings), so re-auditing an unchanged model, or a copy of it, costs nothing. The transformers and vLLM
+backends share those keys for local chat models (`chat_settings_key`): either serves the other's answers.
 """
 
 from __future__ import annotations

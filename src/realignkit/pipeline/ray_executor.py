@@ -118,7 +118,7 @@ class RayExecutor:
         except self.ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
             if isinstance(cause, Exception):
-                raise cause from None
+                raise cause from exc  # the CLI shows a BadInputError or OSError as one line, a bug with both tracebacks
             raise
         except self.ray.exceptions.RayError as exc:
             raise WorkerLost(f"the Ray worker {what} died {RETRIES + 1} times ({_one_line(exc)}); "
@@ -148,7 +148,7 @@ class RayExecutor:
             attempts = attempts_made(self.job, candidate.id)
             state = candidate_row(candidate, attempts=attempts,
                                   failed=f"its Ray worker died on all {attempts} attempts "
-                                         f"(killed, out of memory or node lost; retried {RETRIES}x)")
+                                         "(killed, out of memory or node lost)")
             self.job.run.save_state(candidate.id, state)
             self.log.append(f"ray: {candidate.label()} failed: {state['failed']}")
             return state

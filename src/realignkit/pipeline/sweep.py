@@ -81,12 +81,12 @@ def run_sweep(
     if not fresh and run.completed_run(plan.arguments, replace_changed=replace_changed):
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
-    run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
     job = SweepJob(config, plan.splits, run.out, Path(cache_dir) if cache_dir else run.cache_dir, materialize_fn,
                    config.backend_options())
-    worker = make_executor(executor, job)
+    worker = make_executor(executor, job)  # a Ray that cannot start is bad input: nothing is written yet
     runner = _Runner(config, plan, run, worker, progress)
     try:
+        run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
         references = runner.references("selection")
         rows = runner.candidates()
         summary = runner.summarise(references, rows)
