@@ -9,8 +9,9 @@ Failure rules:
   the local executor (a BadInputError from a repair method was already recorded as that candidate's failure).
 
 Every attempt leaves a marker in `<work>/work/attempts/`, so each candidate's state says how many it took.
-Without --ray-address the executor starts a local Ray instance (`address="local"`, even if RAY_ADDRESS is set)
-and shuts it down when the sweep ends; with an address it connects, and only disconnects.
+Without --ray-address the executor starts a local Ray instance (`address="local"`, even if RAY_ADDRESS is set,
+with Ray's usage reporting off unless RAY_USAGE_STATS_ENABLED=1) and shuts it down when the sweep ends; with an
+address it connects, and only disconnects.
 """
 
 from __future__ import annotations
@@ -100,6 +101,8 @@ class RayExecutor:
         quiet = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": True}
         try:
             if options.ray_address is None:
+                # No network at run time: Ray's usage reports (on unless disabled) stay off unless the user opts in.
+                os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
                 ray.init(address="local", num_cpus=options.ray_num_cpus, **quiet)
                 self.log.append(f"ray: started a local Ray instance "
                                 f"({ray.cluster_resources().get('CPU', 0):g} CPUs); it stops with the sweep")
