@@ -39,9 +39,20 @@ class ResolvedPath:
     commit: str | None = None  # the snapshot that was used
 
     def describe(self) -> dict[str, Any]:
-        if self.repo_id is None:
+        repo_id, commit = self.repo_id, self.commit
+        if repo_id is None:  # a snapshot dir of a hub cache given as a path still says where it came from
+            repo_id, commit = hub_origin(self.path)
+        if repo_id is None:
             return {"path": str(self.path)}
-        return {"repo_id": self.repo_id, "revision": self.revision, "commit": self.commit, "path": str(self.path)}
+        return {"repo_id": repo_id, "revision": self.revision, "commit": commit, "path": str(self.path)}
+
+
+def hub_origin(path: Path) -> tuple[str | None, str | None]:
+    """(repo id, commit) of a `.../models--org--name/snapshots/<commit>` dir, else (None, None)."""
+    parts = Path(path).parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3][len("models--"):].replace("--", "/"), parts[-1]
+    return None, None
 
 
 @dataclass(frozen=True)
@@ -85,6 +96,19 @@ def looks_like_hub_id(text: str) -> bool:
     """`org/name` or `org/name@revision` (which is also a valid relative path: existing dirs win)."""
     name, at, revision = text.partition("@")
     return bool(_HUB_ID.match(name)) and (not at or bool(revision))
+
+
+def recipe_model_text(value: str, recipe_dir: Path) -> str:
+    """A model reference written in a recipe: each side of `MODEL+LORA` is a path relative to the recipe's dir
+    (`~` expanded, absolute kept), unless no such directory exists and it reads as a hub id."""
+    from realignkit.common.paths import resolve_recipe_path
+
+    sides = [value] if resolve_recipe_path(value, recipe_dir).exists() else value.split("+")
+    resolved = []
+    for side in (s.strip() for s in sides):
+        path = resolve_recipe_path(side, recipe_dir)
+        resolved.append(side if not path.exists() and looks_like_hub_id(side) else str(path))
+    return "+".join(resolved)
 
 
 def _local_candidates(text: str, search_dirs: list[Path]) -> list[Path]:

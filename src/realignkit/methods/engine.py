@@ -230,6 +230,8 @@ def run_repair(
     _validate_self_check(opts)
     card_audit = load_card_audit(opts.card_audit) if opts.card_audit is not None else None
     unaligned = unaligned if "unaligned" in spec.needs else None
+    given = [p for p in (aligned, *tuned, unaligned, calibration) if isinstance(p, str | os.PathLike)]
+    check_output_not_inside_inputs(out, [p for p in given if Path(p).exists()])  # before anything is resolved
     prepare_output_dir(out, force=opts.force)
     inputs = resolve_inputs(aligned, tuned, unaligned, search_dirs=opts.reference_dirs, progress=opts.show_progress)
     check_output_not_inside_inputs(out, [inputs.aligned, *inputs.tuned, inputs.unaligned, calibration])

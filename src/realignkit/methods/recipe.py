@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from realignkit.checkpoints.references import recipe_model_text
 from realignkit.common.errors import BadInputError, closest_match
 from realignkit.common.paths import resolve_recipe_path
 
@@ -83,18 +84,7 @@ def _resolve(value: str | None, root: Path) -> str | None:
 
 
 def resolve_model_text(value: str | None, root: Path) -> str | None:
-    """A model reference from a recipe: each side of `MODEL+LORA` is a recipe-relative path, unless no such
-    directory exists and it reads as a hub id (`org/name`, `org/name@revision`)."""
-    if value is None:
-        return None
-    from realignkit.checkpoints.references import looks_like_hub_id
-
-    sides = value.split("+") if not resolve_recipe_path(value, root).exists() else [value]
-    resolved = []
-    for side in sides:
-        path = resolve_recipe_path(side.strip(), root)
-        resolved.append(side.strip() if not path.exists() and looks_like_hub_id(side.strip()) else str(path))
-    return "+".join(resolved)
+    return None if value is None else recipe_model_text(value, root)
 
 
 def load_recipe(path: str | Path) -> Recipe:
