@@ -19,6 +19,7 @@ from realignkit.checkpoints.references import ResolvedModel, resolve_reference
 from realignkit.checkpoints.safetensors_io import PlannedTensor
 from realignkit.checkpoints.writer import DEFAULT_SHARD_BYTES, StreamingModelWriter, copy_model_files
 from realignkit.common.atomic import atomic_output_dir
+from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import weights_fingerprint
 
 CACHE_ENV = "REALIGNKIT_CACHE_DIR"
@@ -85,3 +86,22 @@ def _same_dir(a: Path, b: Path) -> bool:
         return a.expanduser().resolve() == b.expanduser().resolve()
     except OSError:
         return False
+
+
+def local_dir(text: str | os.PathLike[str] | None, role: str, adapter_base: str | None = None) -> str | None:
+    """A local dir for a model argument (hub snapshot, or a merged `MODEL+LORA` unless MODEL is `adapter_base`)."""
+    if text is None:
+        return None
+    return str(local_model(text, role=role, adapter_base=adapter_base)[0])
+
+
+def model_and_base(text: str | None, base: str | None, role: str, base_flag: str) -> tuple[str | None, str | None]:
+    """For commands that load an adapter on top of its base (audit): `MODEL+LORA` -> (adapter dir, MODEL dir)."""
+    if text is None:
+        return None, local_dir(base, base_flag)
+    resolved = resolve_reference(text, role=role)
+    if resolved.lora is None:
+        return str(resolved.model.path), local_dir(base, base_flag)
+    if base is not None:
+        raise BadInputError(f"{role} {text!r} already names the LoRA's base model; drop {base_flag}")
+    return str(resolved.lora.path), str(resolved.model.path)

@@ -121,7 +121,7 @@ def _local_candidates(text: str, search_dirs: list[Path]) -> list[Path]:
 def _resolve_side(text: str, role: str, search_dirs: list[Path]) -> ResolvedPath:
     for candidate in _local_candidates(text, search_dirs):
         if candidate.is_dir():
-            return ResolvedPath(path=candidate, text=text)
+            return ResolvedPath(path=candidate.absolute(), text=text)
     name, _, revision = text.partition("@")
     if not looks_like_hub_id(text):
         looked = ", ".join(str(p) for p in _local_candidates(text, search_dirs))
@@ -173,8 +173,9 @@ def resolve_reference(text: str | os.PathLike[str], *, role: str, search_dirs: l
     if not raw:
         raise BadInputError(f"{role}: empty model reference")
     dirs = list(search_dirs or [])
-    if Path(raw).expanduser().is_dir():  # an existing dir wins, even if its name holds '+' or '@'
-        return ResolvedModel(text=raw, model=ResolvedPath(path=Path(raw).expanduser(), text=raw))
+    whole = next((p for p in _local_candidates(raw, dirs) if p.is_dir()), None)
+    if whole is not None:  # an existing dir wins, even if its name holds '+' or '@'
+        return ResolvedModel(text=raw, model=ResolvedPath(path=whole.absolute(), text=raw))
     model_text, lora_text = split_reference(raw)
     model = _resolve_side(model_text, role, dirs)
     lora = _resolve_side(lora_text, f"{role} (LoRA part)", dirs) if lora_text is not None else None

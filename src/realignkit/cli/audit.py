@@ -64,7 +64,7 @@ def judge_options_from_args(args: argparse.Namespace) -> dict[str, object]:
 
 def _resolve_models(args: argparse.Namespace) -> None:
     """Hub ids and MODEL+LORA to local dirs (in place); an endpoint model name (--backend openai) stays."""
-    from realignkit.cli.models import model_and_base
+    from realignkit.checkpoints.lora_merge import model_and_base
 
     if args.backend == "openai":
         return

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.cli.models import local_dir
+    from realignkit.checkpoints.lora_merge import local_dir
 
     args.aligned = local_dir(args.aligned, "--aligned")
     args.tuned = local_dir(args.tuned, "--tuned", adapter_base=args.aligned)

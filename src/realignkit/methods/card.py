@@ -88,7 +88,8 @@ def _parents(references: dict[str, Any]) -> list[dict[str, Any]]:
         model = found["model"]
         parents.append({"role": role, "reference": found["reference"], "repo_id": model.get("repo_id"),
                         "revision": model.get("revision"), "commit": model.get("commit"), "path": model.get("path"),
-                        "lora": (found.get("lora") or {}).get("repo_id") or (found.get("lora") or {}).get("path")})
+                        "lora": (found.get("lora") or {}).get("repo_id") or (found.get("lora") or {}).get("path"),
+                        "lora_repo_id": (found.get("lora") or {}).get("repo_id")})
     return parents
 
 

@@ -4,7 +4,7 @@ The card dict lives in the output's realignkit.json under "card" (methods/card.p
 re-rendered later, e.g. when a sweep adds the winner's audit figures. Keys:
 
     version, method {name, display, paper, parameters}, parents [{role, reference, repo_id, revision, commit,
-    path, lora}], mergekit_config (file name or None), command, self_check {broken, ...} or None,
+    path, lora, lora_repo_id}], mergekit_config (file name or None), command, self_check {broken, ...} or None,
     audit {source, columns [labels], metrics {label: [value per column]}} or None
 """
 
@@ -18,7 +18,8 @@ AUDIT_HELP = ("harm: share of harmful prompts answered (lower is better); over-r
 
 
 def _front_matter(card: dict[str, Any]) -> list[str]:
-    hub_parents = sorted({p["repo_id"] for p in card.get("parents", []) if p.get("repo_id")})
+    parents = card.get("parents", [])
+    hub_parents = sorted({repo for p in parents for repo in (p.get("repo_id"), p.get("lora_repo_id")) if repo})
     lines = ["---", "library_name: transformers", "tags:", "- realignkit", "- safety-realignment",
              f"- {card['method']['name']}"]
     if card.get("mergekit_config"):
