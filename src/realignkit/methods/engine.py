@@ -30,7 +30,7 @@ from realignkit.common import (
 from realignkit.common.errors import BadInputError
 from realignkit.methods.card import CardFacts, load_card_audit, write_card_files
 from realignkit.methods.context import RepairContext, TensorPlan
-from realignkit.methods.inputs import Loader, Sources, all_finite, resolve_inputs
+from realignkit.methods.inputs import Loader, ModelRef, Sources, all_finite, resolve_inputs
 from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
 from realignkit.methods.schedule import BoundParams, ParamSchedule
@@ -73,7 +73,7 @@ class RepairResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _validate_roles(spec: MethodSpec, tuned: Sequence[PathLike], unaligned: PathLike | None, calibration) -> None:
+def _validate_roles(spec: MethodSpec, tuned: Sequence[ModelRef], unaligned: ModelRef | None, calibration) -> None:
     if not tuned:
         raise BadInputError("give at least one --tuned")
     if len(tuned) > 1 and not spec.multi_tuned:
@@ -202,11 +202,11 @@ def run_repair(
     method: str,
     params: dict[str, Any] | ParamSchedule | None = None,
     *,
-    tuned: Sequence[PathLike],
-    aligned: PathLike | None,
+    tuned: Sequence[ModelRef],
+    aligned: ModelRef | None,
     out: PathLike,
-    unaligned: PathLike | None = None,
-    base: PathLike | None = None,
+    unaligned: ModelRef | None = None,
+    base: ModelRef | None = None,
     calibration: PathLike | None = None,
     options: RepairOptions | None = None,
     command: str = "repair",

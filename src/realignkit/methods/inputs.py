@@ -12,10 +12,12 @@ import torch
 
 from realignkit.checkpoints import open_source
 from realignkit.checkpoints.lora_merge import local_model
+from realignkit.checkpoints.references import ResolvedModel
 from realignkit.common.errors import BadInputError
 from realignkit.methods.context import TensorBundle, TensorPlan
 
 PathLike = str | os.PathLike[str]
+ModelRef = str | os.PathLike[str] | ResolvedModel  # a dir, a reference (`org/name@rev`, `A+LORA`) or a resolved one
 
 
 @dataclass
@@ -28,7 +30,7 @@ class ResolvedInputs:
     references: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_inputs(aligned: PathLike, tuned: Sequence[PathLike], unaligned: PathLike | None, *,
+def resolve_inputs(aligned: ModelRef, tuned: Sequence[ModelRef], unaligned: ModelRef | None, *,
                    search_dirs: list[Path] | None = None, progress: bool = True) -> ResolvedInputs:
     """Resolve `org/name[@rev]` and `MODEL+LORA` references; `aligned+LORA` as --tuned stays an adapter dir."""
     aligned_dir, aligned_ref = local_model(aligned, role="--aligned", search_dirs=search_dirs, progress=progress)
