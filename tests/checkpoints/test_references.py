@@ -51,7 +51,7 @@ def test_hub_ids_and_revisions_resolve_from_the_cache(hub):
 @pytest.mark.parametrize(("reference", "fragment"), [
     ("org/missing", "'org/missing': not in the local hub cache"),
     ("org/tuned@nope", "hf download org/tuned --revision nope"),
-    ("./no/such/dir", "is not a directory"),
+    ("./no/such/dir", "does not exist"),
     ("org/aligned+org/tuned", "is not a PEFT LoRA adapter"),
     ("a+b+c", "expected MODEL or MODEL+LORA"),
 ])

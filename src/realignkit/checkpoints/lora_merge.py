@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from realignkit.checkpoints.lora import LoraAdapterSource
 from realignkit.checkpoints.reader import ModelDirSource
-from realignkit.checkpoints.references import ResolvedModel, resolve_reference
+from realignkit.checkpoints.references import ResolvedModel, is_reference, resolve_reference
 from realignkit.checkpoints.safetensors_io import PlannedTensor
 from realignkit.checkpoints.writer import DEFAULT_SHARD_BYTES, StreamingModelWriter, copy_model_files
 from realignkit.common.atomic import atomic_output_dir
@@ -89,16 +89,17 @@ def _same_dir(a: Path, b: Path) -> bool:
 
 
 def local_dir(text: str | os.PathLike[str] | None, role: str, adapter_base: str | None = None) -> str | None:
-    """A local dir for a model argument (hub snapshot, or a merged `MODEL+LORA` unless MODEL is `adapter_base`)."""
-    if text is None:
-        return None
+    """A local dir for a model argument (hub snapshot, or a merged `MODEL+LORA` unless MODEL is `adapter_base`);
+    anything else is returned as it is, for the command's own checks and messages."""
+    if text is None or not is_reference(text):
+        return None if text is None else os.fspath(text)
     return str(local_model(text, role=role, adapter_base=adapter_base)[0])
 
 
 def model_and_base(text: str | None, base: str | None, role: str, base_flag: str) -> tuple[str | None, str | None]:
     """For commands that load an adapter on top of its base (audit): `MODEL+LORA` -> (adapter dir, MODEL dir)."""
-    if text is None:
-        return None, local_dir(base, base_flag)
+    if text is None or not is_reference(text):
+        return text, local_dir(base, base_flag)
     resolved = resolve_reference(text, role=role)
     if resolved.lora is None:
         return str(resolved.model.path), local_dir(base, base_flag)

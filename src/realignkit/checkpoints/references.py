@@ -125,7 +125,7 @@ def _resolve_side(text: str, role: str, search_dirs: list[Path]) -> ResolvedPath
     name, _, revision = text.partition("@")
     if not looks_like_hub_id(text):
         looked = ", ".join(str(p) for p in _local_candidates(text, search_dirs))
-        raise BadInputError(f"{role} {text!r} is not a directory (looked at {looked}) and not a hub id (org/name)")
+        raise BadInputError(f"{role} {text!r} does not exist (looked at {looked}) and is not a hub id (org/name)")
     return _from_hub(name, revision or None, role=role, text=text)
 
 
@@ -184,6 +184,7 @@ def resolve_reference(text: str | os.PathLike[str], *, role: str, search_dirs: l
     return ResolvedModel(text=raw, model=model, lora=lora)
 
 
-def is_plain_local(text: str | os.PathLike[str]) -> bool:
-    """True for an existing local directory (nothing to resolve)."""
-    return Path(os.fspath(text)).expanduser().is_dir()
+def is_reference(text: str | os.PathLike[str]) -> bool:
+    """True for what only resolve_reference can open: not an existing path, but a hub id or `MODEL+LORA`."""
+    raw = os.fspath(text).strip()
+    return not Path(raw).expanduser().exists() and ("+" in raw or looks_like_hub_id(raw))

@@ -67,6 +67,8 @@ def _generic_epilog() -> str:
 def _type_name(annotation: Any) -> str:
     """`float`, `adapter|delta`, `str or list of str` ... from a pydantic field annotation (None dropped)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # e.g. a finite float: the constraint is not the type
+        return _type_name(args[0])
     if origin is typing.Literal:
         return "|".join(str(a) for a in args)
     if args and origin in (list, tuple):
