@@ -95,3 +95,10 @@ def test_demo_refuses_to_write_into_foreign_dirs(tmp_path, capsys):
     (killed / "stranger.txt").write_text("x")
     with pytest.raises(BadInputError, match="not an earlier demo"):
         _check_demo_out(killed, None, str(killed))
+
+
+def test_demo_unknown_profile_is_one_line_exit_2(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "d"), "--no-progress", "--profile", "smolm2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'smollm2'" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()

