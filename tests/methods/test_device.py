@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from realignkit.cli import main
 from realignkit.common import BadInputError
-from realignkit.methods import engine
-from realignkit.methods.engine import RepairOptions, resolve_device, run_repair
+from realignkit.methods import inputs as engine_inputs
+from realignkit.methods.engine import RepairOptions, run_repair
+from realignkit.methods.inputs import resolve_device
 from realignkit.methods.registry import get_method
 
 META = torch.device("meta")
@@ -29,20 +30,20 @@ def _state(path):
                                            ("safe_lora", {"threshold": 0.5})])
 def test_every_computed_row_goes_through_the_device_move(tiny_family, tmp_path, monkeypatch, method, params):
     moved = []
-    real = engine.to_device
+    real = engine_inputs.to_device
 
     def spy(bundle, device):
         moved.append((tuple(bundle.aligned.shape), device))
         return real(bundle, device)
 
-    monkeypatch.setattr(engine, "to_device", spy)
+    monkeypatch.setattr(engine_inputs, "to_device", spy)
     inputs = dict(aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]], base=tiny_family["base"])
     run_repair(method, params, **inputs, out=tmp_path / "dev",
                options=RepairOptions(show_progress=False, self_check=False, device="cpu", block_elements=100))
     assert moved and {device for _, device in moved} == {torch.device("cpu")}
     computed = [name for name in _state(tiny_family["aligned"]) if name.endswith("weight")]
     assert len(moved) >= len(computed)  # every row (and, for TIES' statistics, its blocks) was moved
-    monkeypatch.setattr(engine, "to_device", real)
+    monkeypatch.setattr(engine_inputs, "to_device", real)
     run_repair(method, params, **inputs, out=tmp_path / "plain",
                options=RepairOptions(show_progress=False, self_check=False, block_elements=100))
     got, want = _state(tmp_path / "dev"), _state(tmp_path / "plain")
@@ -54,14 +55,15 @@ def test_to_device_is_a_no_op_on_the_cpu_and_moves_every_tensor_elsewhere():
     from realignkit.methods.context import TensorBundle
 
     bundle = TensorBundle(aligned=torch.ones(2, 3), tuned=[torch.zeros(2, 3), torch.ones(2, 3)], unaligned=torch.ones(2, 3))
-    assert engine.to_device(bundle, torch.device("cpu")) is bundle
-    moved = engine.to_device(bundle, META)
+    assert engine_inputs.to_device(bundle, torch.device("cpu")) is bundle
+    moved = engine_inputs.to_device(bundle, META)
     assert {t.device for t in [moved.aligned, *moved.tuned, moved.unaligned]} == {META}
 
 
 @pytest.mark.parametrize("method,params", [
     ("interpolate", {"alpha": 0.3}), ("task_arithmetic", {"scale": 0.5}),
     ("dare", {"density": 0.4, "scale": 0.5}), ("resta", {"beta": 0.5}),
+    ("dare_linear", {"density": 0.4, "rescale": False}), ("linear", {}),
 ])
 def test_elementwise_functions_stay_on_their_inputs_device(method, params):
     spec = get_method(method)

@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ray.add_argument("--memory-per-candidate", metavar="SIZE", help="memory each task reserves, e.g. 64GiB")
     parser.add_argument("--fresh", action="store_true", help="discard a previous or unfinished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--push-to-hub", metavar="REPO",
+                        help="upload the winner checkpoint (with its model card) to this Hugging Face Hub model repo "
+                        "(token from HF_TOKEN; HF_ENDPOINT for another hub)")
     parser.add_argument("--out", required=True, help="run directory (resumable)")
     parser.set_defaults(func=_run)
 
@@ -146,6 +149,10 @@ def _run(args: argparse.Namespace) -> int:
     from realignkit.pipeline.summary import format_sweep_summary
     from realignkit.pipeline.sweep import run_sweep
 
+    if args.push_to_hub:
+        from realignkit.checkpoints.hub_push import check_push_possible
+
+        check_push_possible(args.push_to_hub)
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
     if config.backend != "vllm" and vllm_flags_given(args):
         raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
@@ -165,4 +172,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"realignkit sweep: warning: {warning}", file=sys.stderr)
     if not outcome.summary["winner"]["meets_floor"]:
         print(f"realignkit sweep: warning: {outcome.summary['winner']['reason']}", file=sys.stderr)
+    if args.push_to_hub:
+        _push_winner(outcome.out / "winner", args.push_to_hub)
     return 0
+
+
+def _push_winner(winner: Any, repo: str) -> None:
+    from realignkit.checkpoints.hub_push import push_folder
+
+    if not (winner / "config.json").is_file() and not (winner / "adapter_config.json").is_file():
+        raise BadInputError("--push-to-hub: this sweep has no winner checkpoint to upload")
+    print(f"pushed {winner} to {repo}: {push_folder(winner, repo)}")

@@ -39,9 +39,13 @@ DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
 # measured trade-off lives at interpolate alpha <= 0.2 and RESTA beta ~1; 32 new tokens, the lab's own
 # measurement setting, so the demo's audits of the lab's models are served from the lab's generation cache.
 CHAT_DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "interpolate": {"alpha": [0.05, 0.1, 0.2]},
+    "interpolate": {"alpha": [0.1, 0.2]},
     "resta": {"beta": [1.0]},
 }
+# One sweep on the real model costs ~5 minutes on 2 cores (aligned, tuned and each candidate generate on the
+# selection split). Within `make demo`'s 20 minutes only the flagship scenario is swept; the others are audited,
+# and their rows give the `realignkit sweep` command that repairs them.
+CHAT_DEMO_SWEEPS: tuple[str, ...] = ("harmful-mix-0.1",)
 CHAT_DEMO_LIMIT = 40
 CHAT_DEMO_TOKENS = 32
 CHAT_DEMO_BATCH = 32
@@ -66,6 +70,7 @@ class DemoSettings:
     max_new_tokens: int = 16
     batch_size: int = 256  # the organism is tiny: one batch per split costs far less than many small ones
     progress: bool = True
+    sweep_scenarios: tuple[str, ...] | None = None  # scenarios to sweep when they lost safety (None: every one)
 
     @classmethod
     def for_profile(cls, out: Path, profile: str, **overrides: Any) -> DemoSettings:
@@ -73,7 +78,7 @@ class DemoSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if is_chat_profile(profile):
             preset = {"grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
-                      "batch_size": CHAT_DEMO_BATCH}
+                      "batch_size": CHAT_DEMO_BATCH, "sweep_scenarios": CHAT_DEMO_SWEEPS}
             given = {**preset, **given}
         return cls(out=out, profile=profile, **given)
 
@@ -233,6 +238,24 @@ def _scenario_row(name: str, record: dict[str, Any], aligned: dict[str, Any], af
     return row
 
 
+def _swept_here(record: dict[str, Any], settings: DemoSettings) -> bool:
+    return settings.sweep_scenarios is None or record.get("scenario") in settings.sweep_scenarios
+
+
+def _sweep_command(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str | None) -> str:
+    """The command that sweeps a scenario the demo left out (the same grids as `realignkit sweep`'s defaults)."""
+    import shlex
+
+    lab = _relative(lab_dir, settings.out)
+    parts = ["realignkit", "sweep", "--aligned", f"{lab}/aligned", "--tuned", f"{lab}/{name}", "--base",
+             f"{lab}/base", "--calibration", f"antidote={lab}/calibration/antidote.jsonl", "--calibration",
+             f"somf={lab}/calibration/somf.jsonl", "--max-new-tokens", str(settings.max_new_tokens),
+             "--out", f"sweeps/{name}"]
+    if system_prompt:
+        parts += ["--system-prompt", system_prompt]
+    return shlex.join(parts)
+
+
 def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run (or resume) the demo into settings.out and return summary.json's content."""
     from realignkit.methods.registry import get_method
@@ -267,8 +290,10 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         _audit(name, lab_dir / name, lab_dir, test_items, settings, system_prompt)
         after = _audit_metrics(settings, name)
         row = _scenario_row(name, record, aligned, after, None)
-        if row["lost_safety"]:
+        if row["lost_safety"] and _swept_here(record, settings):
             row = _scenario_row(name, record, aligned, after, _sweep(name, lab_dir, settings, system_prompt))
+        elif row["lost_safety"]:
+            row["sweep_command"] = _sweep_command(name, lab_dir, settings, system_prompt)
         rows.append(row)
     summary = {
         "lab": {"path": _relative(lab_dir, settings.out), "version": lab.get("version"), "seed": lab.get("seed"),

@@ -40,6 +40,7 @@ from realignkit.pipeline.stats import (
     rate_intervals,
     small_split_warning,
 )
+from realignkit.pipeline.winner_card import add_sweep_figures
 
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
@@ -109,7 +110,7 @@ def _check_engine_settings(config: SweepConfig, executor: ExecutorOptions) -> No
     """--device, --backend vllm and the executor's options, checked before the run dir is touched."""
     executor.check(config.backend, config.vllm.tensor_parallel_size)
     if config.device is not None:
-        from realignkit.methods.engine import resolve_device
+        from realignkit.methods.inputs import resolve_device
 
         resolve_device(config.device)
     if config.backend == "vllm" and executor.name == "local":  # on Ray only the workers need vllm
@@ -275,6 +276,7 @@ class _Runner:
             for role in ("aligned", "tuned"):
                 metrics = test_refs[role]["metrics"]
                 summary["references"][role]["test"] = dict(metrics, ci95=rate_intervals(metrics))
+            add_sweep_figures(self.run.work / "winner", summary)  # the winner's model card: before/after on the test split
         write_json_atomic(self.run.work / FINAL_FILE, summary)
         self._render_report(summary)
         write_manifest(
