@@ -136,9 +136,9 @@ class Auditor:
         return judge_identity(self.judge)
 
     def run_backend(self, backend: CachedBackend, *, name: str) -> AuditRun:
-        before = backend.generated
+        before = getattr(backend, "generated", 0)  # any object with generate() and fingerprint is a backend
         responses = backend.generate([item.prompt for item in self.items], self.settings, progress=self.progress)
-        return AuditRun(name=name, fingerprint=backend.fingerprint, generated=backend.generated - before,
+        return AuditRun(name=name, fingerprint=backend.fingerprint, generated=getattr(backend, "generated", 0) - before,
                         rows=judged_rows(self.items, responses, self.judge, self.detector))
 
     def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
