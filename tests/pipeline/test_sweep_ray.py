@@ -102,7 +102,7 @@ class KillPoint:
         stem = self.markers / f"{candidate.label()}.{attempt}"
         (stem.parent / f"{stem.name}.pid.tmp").write_text(str(os.getpid()))
         os.replace(stem.parent / f"{stem.name}.pid.tmp", stem.parent / f"{stem.name}.pid")
-        deadline = time.time() + 120
+        deadline = time.time() + 300  # a safety net only: the watcher answers within 50 ms
         while not (stem.parent / f"{stem.name}.go").exists() and time.time() < deadline:
             time.sleep(0.05)
 

@@ -51,7 +51,7 @@ def summarise(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
     plan = SimpleNamespace(splits={"selection": items, "test": items}, skipped=[], notes=[])
     config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None,
                              max_degenerate_rate=0.2)
-    runner = _Runner(config, plan, run=None, evaluator=None, materialize_fn=None, progress=False)
+    runner = _Runner(config, plan, run=None, executor=None, progress=False)
     rows = [{"id": cid, "method": "interpolate", "params": {"alpha": i / 10}, "label": f"interpolate({cid})",
              "metrics": m, "seconds": {}} for i, (cid, m) in enumerate(rows_metrics)]
     refs = {"aligned": {"metrics": aligned}, "tuned": {"metrics": tuned}}
