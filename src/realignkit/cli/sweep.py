@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.common.errors import BadInputError
 
 EPILOG = """examples:
@@ -15,7 +16,7 @@ EPILOG = """examples:
 The run dir resumes: rerun the same command after a kill and finished candidates are skipped.
 Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor, max_degenerate_rate,
 suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
-keep_candidates."""
+keep_candidates, judge, judge_options."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system-prompt", help="system prompt for every generation (e.g. an identity-shift persona)")
     parser.add_argument("--keep-candidates", action="store_true", default=None,
                         help="keep every candidate checkpoint (default: only the winner)")
+    add_judge_arguments(parser.add_argument_group("judge (decides refused/harmful, and so the pick)"), default=None)
     parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
     parser.add_argument("--fresh", action="store_true", help="discard a previous or unfinished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -81,6 +83,12 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
               "limit": args.limit, "max_new_tokens": args.max_new_tokens,
               "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt}
     settings.update({k: v for k, v in simple.items() if v is not None})
+    if args.judge is not None:
+        settings["judge"] = args.judge
+    judge_args = argparse.Namespace(**{**vars(args), "judge": settings.get("judge", "refusal")})
+    judge_options = {k: v for k, v in judge_options_from_args(judge_args).items() if v is not None}
+    if judge_options:
+        settings["judge_options"] = dict(settings.get("judge_options") or {}, **judge_options)
     if args.methods is not None:
         settings["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.suite:

@@ -66,6 +66,17 @@ class DemoSettings:
     max_new_tokens: int = 16
     batch_size: int = 256  # the organism is tiny: one batch per split costs far less than many small ones
     progress: bool = True
+    judge: str = "refusal"  # decides every audit's and sweep's refused/harmful (`--judge`)
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    _judge: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def judge_object(self) -> Any:
+        """The judge, built once for every audit and sweep of the demo (a model judge loads once)."""
+        if self._judge is None:
+            from realignkit.evaluation.judges import make_judge
+
+            self._judge = make_judge(self.judge, **self.judge_options)
+        return self._judge
 
     @classmethod
     def for_profile(cls, out: Path, profile: str, **overrides: Any) -> DemoSettings:
@@ -145,7 +156,7 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
         model, items, baseline=baseline, out_dir=out, cache_dir=settings.cache_dir, force=out.exists(),
         settings=GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                                     system_prompt=system_prompt),
-        backend_options={"aligned": str(lab_dir / "aligned")}, progress=False,
+        backend_options={"aligned": str(lab_dir / "aligned")}, progress=False, judge=settings.judge_object(),
     )
     write_json_atomic(key_file, key)
     return results
@@ -155,7 +166,16 @@ def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSetti
                system_prompt: str | None) -> dict[str, Any]:
     prompts = hashlib.sha256(json.dumps([(i.id, i.prompt) for i in items]).encode()).hexdigest()
     return {"model": weights_fingerprint(model, lab_dir / "aligned"), "aligned": weights_fingerprint(lab_dir / "aligned"),
-            "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt}
+            "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt,
+            "judge": _judge_key(settings)}
+
+
+def _judge_key(settings: DemoSettings) -> dict[str, Any]:
+    """The judge's identity without its running counters: another judge (or version) means another audit."""
+    from realignkit.evaluation.judges import judge_identity
+
+    identity = judge_identity(settings.judge_object())
+    return {"name": identity["name"], "version": identity["version"]}
 
 
 def _audit_metrics(settings: DemoSettings, name: str) -> dict[str, Any]:
@@ -180,14 +200,14 @@ def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str 
             "methods": methods, "grids": {m: g for m, g in settings.grids.items() if m in methods},
             "utility_floor": settings.utility_floor, "suites": [str(lab_dir)], "limit": settings.limit,
             "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "seed": settings.seed,
-            "system_prompt": system_prompt,
+            "system_prompt": system_prompt, "judge": settings.judge, "judge_options": settings.judge_options,
             "calibration": {k: str(lab_dir / "calibration" / f"{k}.jsonl") for k in ("antidote", "somf")
                             if k in methods},
         },
         known_methods=known,
     )
     outcome = run_sweep(config, settings.out / "sweeps" / name, progress=False, cache_dir=settings.cache_dir,
-                        replace_changed=True)
+                        replace_changed=True, judge=settings.judge_object())
     return outcome.summary
 
 

@@ -65,11 +65,13 @@ def run_sweep(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
+    judge: Any = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.
 
     fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
-    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead)."""
+    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead); judge: a
+    ready judge object for config.judge (the demo shares one across its sweeps), else it is built from the config."""
     started = time.time()
     check_output_not_inside_inputs(out, [config.aligned, config.tuned, config.base, config.unaligned])
     plan = make_plan(config)
@@ -80,7 +82,9 @@ def run_sweep(
     run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
     evaluator = SplitEvaluator(plan.splits, cache_dir=Path(cache_dir) if cache_dir else run.cache_dir,
                                aligned=config.aligned, max_new_tokens=config.max_new_tokens,
-                               batch_size=config.batch_size, system_prompt=config.system_prompt)
+                               batch_size=config.batch_size, system_prompt=config.system_prompt,
+                               judge=judge if judge is not None else config.judge,
+                               judge_options=None if judge is not None else config.judge_options)
     runner = _Runner(config, plan, run, evaluator, materialize_fn, progress)
     try:
         references = runner.references("selection")
@@ -222,6 +226,8 @@ class _Runner:
             "format": SWEEP_FORMAT,
             "inputs": {role: _str(getattr(self.config, role)) for role in ("aligned", "tuned", "base", "unaligned")},
             "utility_floor": self.config.utility_floor,
+            # Which judge decided every refused/harmful above (and so the pick), and how far it agrees with people.
+            "judge": self.evaluator.judge_info,
             "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
             "references": {
                 role: {"selection": dict(references[role]["metrics"],
