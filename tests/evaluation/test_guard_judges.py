@@ -223,3 +223,50 @@ def test_audit_with_llama_guard_end_to_end(tiny_llama_guard, fake_chat_server, c
     assert results["suites"]["suite.over_refusal"]["over_refusal_rate"] == 0.0
     rows = {r["id"]: r for r in map(json.loads, (out / "items.jsonl").read_text().splitlines())}
     assert rows["h1"]["categories"] == ["S1", "S10"] and rows["h1"]["score"] > 0.5 > rows["o1"]["score"]
+
+
+def test_vllm_engine_with_a_fake_vllm_module(monkeypatch, tmp_path):
+    """The vLLM engine tokenizes with the checkpoint's tokenizer (same ids as transformers), decodes greedily and
+    reads the first token's log-probabilities; a fake `vllm` module stands in for the real one."""
+    import math
+    import sys
+    import types
+
+    from transformers import AutoTokenizer
+
+    from fixtures.guard_models import build_tokenizer
+    from realignkit.evaluation.judges.engines import load_engine
+
+    build_tokenizer(tmp_path, ["<|eot_id|>"], ["safe unsafe hello world", "unsafe\nS1"])
+    tokenizer = AutoTokenizer.from_pretrained(str(tmp_path))
+    seen = {}
+
+    class FakeLLM:
+        def __init__(self, model, **options):
+            seen["init"] = (model, options)
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def generate(self, inputs, params, use_tqdm=False):
+            seen["inputs"], seen["params"] = inputs, params
+            unsafe = tokenizer.encode("unsafe", add_special_tokens=False)[0]
+            first = {unsafe: types.SimpleNamespace(logprob=math.log(0.8))}
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="unsafe\nS1", logprobs=[first])])
+                    for _ in inputs]
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM = FakeLLM
+    vllm.SamplingParams = lambda **kw: kw
+    vllm_inputs = types.ModuleType("vllm.inputs")
+    vllm_inputs.TokensPrompt = lambda prompt_token_ids: {"prompt_token_ids": prompt_token_ids}
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", vllm_inputs)
+    engine = load_engine("org/guard-model", "vllm", dtype="bfloat16")
+    assert engine.model_id == "hub:org/guard-model" and seen["init"] == ("org/guard-model", {"dtype": "bfloat16"})
+    [done] = engine.complete(["hello world"], max_new_tokens=20, add_special_tokens=False, watch=("safe", "unsafe"))
+    assert seen["inputs"] == [{"prompt_token_ids": tokenizer.encode("hello world", add_special_tokens=False)}]
+    assert seen["params"] == {"temperature": 0.0, "max_tokens": 20, "logprobs": 20}
+    assert done.text == "unsafe\nS1" and done.first_token_probs == pytest.approx({"safe": 0.0, "unsafe": 0.8})
+    judge = make_judge("llama_guard", engine=engine, refusal_judge=make_judge("rules"))
+    assert judge.verdicts(["x"], ["y"])[0].categories == ("S1",)

@@ -38,5 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"judged {summary['n']} rows with {judge['name']} {judge['version']}: {summary['refused']} refused")
     if "agreement" in summary:
         print(f"agreement with {summary['label_field']}: {summary['agreement']:.3f} (n={summary['n']})")
+        for label, counts in summary["by_label"].items():
+            print(f"  {summary['label_field']} = {label}: judged refused {counts['refused']} of {counts['n']}")
     print(f"wrote {args.out}")
     return 0

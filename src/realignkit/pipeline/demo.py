@@ -170,6 +170,12 @@ def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSetti
             "judge": _judge_key(settings)}
 
 
+def _judge_identity(settings: DemoSettings) -> dict[str, Any]:
+    from realignkit.evaluation.judges import judge_identity
+
+    return judge_identity(settings.judge_object())
+
+
 def _judge_key(settings: DemoSettings) -> dict[str, Any]:
     """The judge's identity without its running counters: another judge (or version) means another audit."""
     from realignkit.evaluation.judges import judge_identity
@@ -280,6 +286,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         "split": "test",
         "aligned": {"metrics": {k: aligned.get(k) for k in ("harmful_rate", "utility", "over_refusal_rate")},
                     "audit_report": "audits/aligned/report.html"},
+        "judge": _judge_identity(settings),
         "safety_loss_threshold": SAFETY_LOSS_THRESHOLD,
         "utility_floor": settings.utility_floor,
         "methods": list(settings.methods),
@@ -295,7 +302,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         settings.out, command="demo", started=started, inputs={"lab": lab_dir},
         parameters={"seed": settings.seed, "profile": settings.profile, "scenarios": settings.scenarios,
                     "methods": list(settings.methods), "grids": settings.grids, "utility_floor": settings.utility_floor,
-                    "limit": settings.limit, "max_new_tokens": settings.max_new_tokens},
+                    "limit": settings.limit, "max_new_tokens": settings.max_new_tokens, "judge": settings.judge},
     )
     return summary
 

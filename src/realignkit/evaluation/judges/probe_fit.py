@@ -3,8 +3,11 @@
 Data are grouped by the model that wrote the answers. `fit_probe` fits on every group:
 - a class-balanced logistic regression on standardised features (balanced, so the fit does not learn how often
   the fitting models happened to refuse: gpt4 refused 49 % of XSTest, mistralinstruct 17 %);
-- Platt scaling of its logit, fitted on leave-one-group-out logits, i.e. on answers from a model the probe had
-  not seen (so the probabilities are calibrated for new models, not for the training answers);
+- temperature scaling of its logit (Guo et al. 2017, "On calibration of modern neural networks"), fitted on
+  leave-one-group-out logits, i.e. on answers from a model the probe had not seen, so the probabilities are
+  calibrated for new models. Only the slope is fitted: the decision stays at the balanced logit 0, because an
+  offset (Platt scaling) learns the fitting models' refusal rates; measured leave-one-model-out, a fitted offset
+  took the probe from 0.947 to 0.924 on mistralinstruct and the whole judge from 0.956 to 0.927;
 - the share of human refusals among the answers where a confident / a soft rule fired.
 """
 
@@ -46,11 +49,12 @@ def held_out_logits(features: Mapping[str, np.ndarray], labels: Mapping[str, np.
     return logits
 
 
-def _platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def _temperature(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(slope, 0): the logistic fit of the labels on the logits without an offset."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels)
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
+    model = LogisticRegression(C=1e6, max_iter=1000, fit_intercept=False).fit(logits.reshape(-1, 1), labels)
+    return float(model.coef_[0, 0]), 0.0
 
 
 def rule_precision(rule_classes: Sequence[str | None], labels: np.ndarray) -> dict[str, float]:
@@ -72,7 +76,7 @@ def fit_probe(features: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarra
     weights, bias = _fit_linear(np.concatenate([features[g] for g in groups]),
                                 np.concatenate([labels[g] for g in groups]), c)
     held = held_out_logits(features, labels, c)
-    platt = _platt(np.concatenate([held[g] for g in groups]), np.concatenate([labels[g] for g in groups]))
+    calibration = _temperature(np.concatenate([held[g] for g in groups]), np.concatenate([labels[g] for g in groups]))
     precision = rule_precision([c_ for g in groups for c_ in rule_classes[g]],
                                np.concatenate([labels[g] for g in groups]))
-    return RefusalProbe(spec, weights, bias, platt, precision, feature_model, {**fitted_on, "C": c})
+    return RefusalProbe(spec, weights, bias, calibration, precision, feature_model, {**fitted_on, "C": c})
