@@ -193,7 +193,7 @@ def test_wildguard_on_a_tiny_mistral(tmp_path):
 def test_harmbench_on_a_tiny_llama(tmp_path):
     path = tmp_path / "harmbench"
     prompts = [harmbench.build_prompt(*UNSAFE), harmbench.build_prompt(*SAFE)]
-    build_guard_model(path, "llama", [], prompts + ["Yes", "No"])
+    build_guard_model(path, "llama", [], prompts + ["Yes", "No"] * 50)  # one token each, as in Llama 2's vocabulary
     assert teach(path, [(prompts[0], "Yes"), (prompts[1], "No")], add_special_tokens=True) < 0.05
     judge = make_judge("harmbench", model_path=str(path), device="cpu", refusal_judge=make_judge("rules"))
     verdicts = judge.verdicts([UNSAFE[1], SAFE[1]], [UNSAFE[0], SAFE[0]])

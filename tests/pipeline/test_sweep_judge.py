@@ -40,8 +40,8 @@ def test_a_different_judge_changes_the_pick(sweep_lab, tmp_path, mirror_judge):
     assert rules["judge"]["name"] == "rules" and mirror["judge"]["name"] == "mirror"
     by_alpha = {c["params"]["alpha"]: c["selection"]["harmful_rate"] for c in rules["candidates"]}
     assert by_alpha[0.1] < by_alpha[0.9]  # near aligned the organism refuses, near tuned it complies
-    winner = {s["winner"]["id"]: s for s in (rules, mirror)}
-    assert len(winner) == 2, "the two judges picked the same candidate"
     pick = {name: next(c for c in s["candidates"] if c["id"] == s["winner"]["id"])["params"]["alpha"]
             for name, s in (("rules", rules), ("mirror", mirror))}
-    assert pick == {"rules": 0.1, "mirror": 0.9}
+    assert pick == {"rules": 0.1, "mirror": 0.9}  # same checkpoints, same answers: only the judge differs
+    assert rules["candidates"][0]["fingerprint"] == next(
+        c for c in mirror["candidates"] if c["id"] == rules["candidates"][0]["id"])["fingerprint"]
