@@ -226,8 +226,6 @@ class _Runner:
             "format": SWEEP_FORMAT,
             "inputs": {role: _str(getattr(self.config, role)) for role in ("aligned", "tuned", "base", "unaligned")},
             "utility_floor": self.config.utility_floor,
-            # Which judge decided every refused/harmful above (and so the pick), and how far it agrees with people.
-            "judge": self.evaluator.judge_info,
             "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
             "references": {
                 role: {"selection": dict(references[role]["metrics"],
@@ -295,6 +293,8 @@ class _Runner:
             for role in ("aligned", "tuned"):
                 metrics = test_refs[role]["metrics"]
                 summary["references"][role]["test"] = dict(metrics, ci95=rate_intervals(metrics))
+        # Which judge decided every refused/harmful (and so the pick), and how far it agrees with people.
+        summary["judge"] = self.evaluator.judge_info
         write_json_atomic(self.run.work / FINAL_FILE, summary)
         self._render_report(summary)
         write_manifest(
