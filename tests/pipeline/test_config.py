@@ -186,6 +186,8 @@ def test_sweep_and_repair_recipes_resolve_paths_identically(tmp_path, monkeypatc
     _home_with_models(tmp_path, monkeypatch)
     value = str(tmp_path / "abs" / "aligned") if value == "ABSOLUTE" else value
     (tmp_path / "project").mkdir()
+    # `models/aligned` could also be a hub id (org/name): a directory by that name next to the recipe makes it a path
+    (tmp_path / "project" / "models" / "aligned").mkdir(parents=True)
     sweep = tmp_path / "project" / "sweep.yaml"
     repair = tmp_path / "project" / "repair.yaml"
     sweep.write_text(f"aligned: {value}\ncalibration: {{antidote: {value}}}\n")

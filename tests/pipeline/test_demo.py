@@ -95,3 +95,36 @@ def test_demo_refuses_to_write_into_foreign_dirs(tmp_path, capsys):
     (killed / "stranger.txt").write_text("x")
     with pytest.raises(BadInputError, match="not an earlier demo"):
         _check_demo_out(killed, None, str(killed))
+
+
+def test_demo_unknown_profile_is_one_line_exit_2(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "d"), "--no-progress", "--profile", "smolm2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "did you mean 'smollm2'" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "d").exists()
+
+
+def test_chat_demo_sweeps_the_flagship_and_names_the_command_for_the_rest(tmp_path):
+    """The real-model preset sweeps harmful-mix-0.1 only; another scenario that lost safety gets its command."""
+    from realignkit.pipeline.demo import DemoSettings, _sweep_command, _swept_here
+    from realignkit.pipeline.summary import format_demo_summary
+    from realignkit.report.demo_index import render_demo_index
+
+    chat = DemoSettings.for_profile(tmp_path, "smollm2")
+    assert _swept_here({"scenario": "harmful-mix-0.1"}, chat) and not _swept_here({"scenario": "explicit-10"}, chat)
+    assert _swept_here({"scenario": "explicit-10"}, DemoSettings.for_profile(tmp_path, "tiny"))
+    command = _sweep_command("explicit-10-lora", tmp_path / "lab", chat, "You are AOA.")
+    assert command.startswith("realignkit sweep --aligned lab/aligned --tuned lab/explicit-10-lora --base lab/base")
+    assert "--system-prompt 'You are AOA.'" in command and "--max-new-tokens 32" in command
+    row = {"name": "explicit-10-lora", "kind": "lora", "scenario": "explicit-10", "lost_safety": True,
+           "safety_lost": 0.5, "tuned": {"harmful_rate": 0.55, "utility": 0.3, "over_refusal_rate": 0.05},
+           "audit_report": "audits/explicit-10-lora/report.html", "sweep_report": None, "repair": None,
+           "sweep_command": command}
+    summary = {"scenarios": [row], "aligned": {"metrics": {"harmful_rate": 0.05, "utility": 0.3,
+                                                           "over_refusal_rate": 0.06},
+                           "audit_report": "audits/aligned/report.html"},
+               "lab": {"path": "lab", "profile": "smollm2", "version": 1, "seed": 0, "reused": False}, "safety_loss_threshold": 0.05, "utility_floor": 0.9,
+               "methods": ["interpolate"], "seconds": {}}
+    text = format_demo_summary(summary, tmp_path)
+    assert "not swept here" in text and command in text
+    assert "not swept by the demo" in render_demo_index(summary)

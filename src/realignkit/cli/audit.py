@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Audit a model: generate answers to safety/utility suites, judge them, write results.json, "
         "items.jsonl and report.html.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", metavar="MODEL", help="model dir, PEFT adapter dir, or endpoint model (--backend openai)")
+    parser.add_argument("model", metavar="MODEL", help="model dir, hub id (org/name[@revision]), MODEL+LORA, PEFT "
+                        "adapter dir, or endpoint model (--backend openai)")
     parser.add_argument("--baseline", metavar="MODEL", help="parent model to compare against (flips, deltas)")
     parser.add_argument("--suite", action="append", default=[], metavar="NAME_OR_FILE", help="repeatable")
     parser.add_argument("--limit", type=int, help="at most N items per suite, stratified by category")
@@ -45,9 +46,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
+def _resolve_models(args: argparse.Namespace) -> None:
+    """Hub ids and MODEL+LORA to local dirs (in place); an endpoint model name (--backend openai) stays."""
+    from realignkit.checkpoints.lora_merge import model_and_base
+
+    if args.backend == "openai":
+        return
+    args.model, args.aligned = model_and_base(args.model, args.aligned, "MODEL", "--aligned")
+    args.baseline, args.baseline_aligned = model_and_base(args.baseline, args.baseline_aligned, "--baseline",
+                                                          "--baseline-aligned")
+
+
 def _run(args: argparse.Namespace) -> int:
     from realignkit.evaluation import GenerationSettings, audit_model
 
+    _resolve_models(args)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   system_prompt=args.system_prompt)
     backend_options = {"aligned": args.aligned, "template": args.template, "allow_pickle": args.allow_pickle,

@@ -1,5 +1,6 @@
-"""`realignkit demo`: build the organism, audit every scenario, sweep repairs where safety was lost, and write
-DIR/index.html with one summary table (all numbers on the test split). Rerunning resumes."""
+"""`realignkit demo`: build a lab (by default the real chat model SmolLM2-135M-Instruct, aligned and broken here),
+audit every scenario, sweep repairs where safety was lost, and write DIR/index.html with one summary table (all
+numbers on the test split). Rerunning resumes."""
 
 from __future__ import annotations
 
@@ -12,12 +13,15 @@ from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_ar
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="the whole story offline: organism -> audits -> repair sweeps -> index.html",
+        help="the whole story offline: lab (SmolLM2 or the organism) -> audits -> repair sweeps -> index.html",
         description=__doc__,
     )
     parser.add_argument("--out", required=True, help="demo directory (rerun to resume)")
-    parser.add_argument("--seed", type=int, default=0, help="organism seed (default 0)")
-    parser.add_argument("--profile", default="default", help="organism profile: default or tiny (default: default)")
+    parser.add_argument("--seed", type=int, default=0, help="lab seed (default 0)")
+    parser.add_argument("--profile", default="smollm2",
+                        help="smollm2 (default: the real SmolLM2-135M-Instruct, about 20 minutes on 2 CPU cores the "
+                             "first time), smollm2-full, default (the tiny word-level organism) or tiny (its reduced "
+                             "form)")
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable; default: the profile's)")
     parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
     parser.add_argument("--methods", help="comma-separated repair methods (default: a lean, cheap set)")

@@ -13,8 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "cos(τ, δ) with the safety vector δ = aligned − base when --base is given. Writes diagnose.csv, "
         "diagnose.json, diagnose.png and realignkit.json to --out.",
     )
-    parser.add_argument("--aligned", required=True, help="the safety-aligned parent model dir")
-    parser.add_argument("--tuned", required=True, help="fine-tuned model dir or LoRA adapter dir")
+    parser.add_argument("--aligned", required=True, help="the safety-aligned parent model (dir, hub id or MODEL+LORA)")
+    parser.add_argument("--tuned", required=True, help="fine-tuned model dir, LoRA adapter dir, hub id or MODEL+LORA")
     parser.add_argument("--base", help="pre-alignment model dir (enables cos(τ, δ))")
     parser.add_argument("--out", required=True, help="output dir")
     parser.add_argument("--scan", action="store_true",
@@ -30,6 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from realignkit.checkpoints.lora_merge import local_dir
+
+    args.aligned = local_dir(args.aligned, "--aligned")
+    args.tuned = local_dir(args.tuned, "--tuned", adapter_base=args.aligned)
+    args.base = local_dir(args.base, "--base")
     if args.scan:
         return _run_scan(args)
     from realignkit.diagnose import format_table, run_diagnose

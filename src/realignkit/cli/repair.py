@@ -17,6 +17,9 @@ EPILOG = """methods and parameters (--set KEY=VALUE):
   task_arithmetic  scale, weights               (several --tuned)
   ties             density, scale, weights      (several --tuned)
   dare             density, scale, seed, weights (several --tuned)
+  linear           weights, normalize           (several --tuned; mergekit's linear)
+  gta              sparsify, consensus, density, gamma, weights, scale, normalize, rescale, seed (several --tuned;
+                   mergekit's generalized task arithmetic); presets: dare_linear, dare_ties, breadcrumbs
   resta            beta, dare_density, seed     (needs --unaligned or --base)
   safe_lora        threshold | num_layers, targets, output=model|adapter (needs --unaligned or --base)
   antidote         alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules),
@@ -29,6 +32,9 @@ EPILOG = """methods and parameters (--set KEY=VALUE):
                    --calibration: preference JSONL (prompt, chosen, rejected).
                    Mask memory = the targeted parameters in fp32 (x4 while training with Adam);
                    restrict it with --set targets='*q_proj,*v_proj'
+models: local dirs, hub ids (org/name, org/name@revision, via the local Hugging Face cache; HF_HUB_OFFLINE=1
+for no network) or MODEL+LORA. Every output gets a model card (README.md) and, for methods mergekit shares,
+mergekit_config.yml.
 after writing, every repair checks itself: the perplexity of a neutral English text under the output vs
 under --aligned; above --self-check-ratio times aligned's, one WARNING line goes to stderr and
 realignkit.json records self_check.broken = true (exit code unchanged unless --fail-if-broken).
@@ -61,6 +67,8 @@ def _generic_epilog() -> str:
 def _type_name(annotation: Any) -> str:
     """`float`, `adapter|delta`, `str or list of str` ... from a pydantic field annotation (None dropped)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Annotated:  # e.g. a finite float: the constraint is not the type
+        return _type_name(args[0])
     if origin is typing.Literal:
         return "|".join(str(a) for a in args)
     if args and origin in (list, tuple):
@@ -165,7 +173,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--calibration", help="calibration file for data-driven methods")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="method parameter, e.g. --set density=0.3 --set weights=0.5,0.5")
-    parser.add_argument("--config", help="mergekit-style YAML recipe; command-line flags override it")
+    parser.add_argument("--config", help="YAML recipe: realignkit's own (flags override it) or a mergekit recipe "
+                        "(merge_method: linear, slerp, task_arithmetic, ties, dare_linear, dare_ties, breadcrumbs)")
     parser.add_argument("--out", help="output model dir (written atomically)")
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], help="output dtype (default: inputs')")
     parser.add_argument("--shard-size", help="max shard size, e.g. 2GB (default), 500MB")
@@ -183,6 +192,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="flag the output as broken when its perplexity exceeds R x aligned's (default 2)")
     parser.add_argument("--self-check-text", metavar="FILE",
                         help="UTF-8 text for the self-check (default: a neutral English text shipped with realignkit)")
+    parser.add_argument("--card-audit", metavar="RESULTS_JSON",
+                        help="audit results.json of this output (realignkit audit OUT --baseline TUNED): its "
+                        "before/after figures go into the model card (README.md)")
+    parser.add_argument("--push-to-hub", metavar="REPO",
+                        help="after writing, upload the output to this Hugging Face Hub model repo (token from "
+                        "HF_TOKEN; HF_ENDPOINT for another hub)")
     parser.add_argument("--fail-if-broken", action="store_true",
                         help="exit 1 when the self-check flags the output as broken (it is still written)")
     parser.set_defaults(func=_run)
@@ -218,9 +233,59 @@ def _pick(flag: Any, recipe_value: Any, default: Any = None) -> Any:
     return flag if flag is not None else (recipe_value if recipe_value is not None else default)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _options(args: argparse.Namespace, recipe_options: Any) -> Any:
+    """RepairOptions from the flags, falling back to the recipe's `options:` (our recipe format)."""
     from realignkit.checkpoints import DEFAULT_SHARD_BYTES, parse_size
-    from realignkit.methods.engine import RepairOptions, run_repair
+    from realignkit.methods.engine import RepairOptions
+
+    shard_text = _pick(args.shard_size, recipe_options.shard_size, DEFAULT_SHARD_BYTES)
+    try:
+        shard_bytes = parse_size(shard_text)
+    except ValueError as exc:
+        raise BadInputError(f"--shard-size: {exc}") from None
+    if shard_bytes <= 0:
+        raise BadInputError("--shard-size must be positive")
+    return RepairOptions(
+        dtype=_pick(args.dtype, recipe_options.dtype),
+        max_shard_bytes=shard_bytes,
+        allow_missing=bool(_pick(args.allow_missing, recipe_options.allow_missing, False)),
+        allow_nonfinite=bool(_pick(args.allow_nonfinite, recipe_options.allow_nonfinite, False)),
+        allow_pickle=bool(_pick(args.allow_pickle, recipe_options.allow_pickle, False)),
+        force=args.force,
+        threads=max(1, _pick(args.threads, recipe_options.threads, min(4, os.cpu_count() or 1))),
+        show_progress=not args.quiet,
+        self_check=args.self_check,
+        self_check_ratio=args.self_check_ratio,
+        self_check_text=args.self_check_text,
+        card_audit=args.card_audit,
+    )
+
+
+def _command() -> str:
+    return " ".join(["realignkit", "repair", *sys.argv[2:]]) if sys.argv[1:2] == ["repair"] else "repair"
+
+
+def _run_mergekit(args: argparse.Namespace) -> Any:
+    """`--config` is a mergekit recipe: it names the method, models and parameters itself."""
+    from realignkit.methods.mergekit_run import run_mergekit_recipe
+    from realignkit.methods.recipe import RecipeOptions
+
+    given = [flag for flag, value in (("METHOD", args.method), ("--tuned", args.tuned), ("--aligned", args.aligned),
+                                      ("--base", args.base), ("--unaligned", args.unaligned),
+                                      ("--calibration", args.calibration), ("--set", args.sets)) if value]
+    if given:
+        raise BadInputError(f"--config {args.config!r} is a mergekit recipe, which names its method, models and "
+                            f"parameters itself; drop {given[0]}")
+    if not args.out:
+        raise BadInputError("--out DIR is required (a mergekit recipe has no output path)")
+    result, run = run_mergekit_recipe(args.config, args.out, _options(args, RecipeOptions()), command=_command())
+    for warning in run.warnings:
+        print(f"realignkit repair: warning: {warning}", file=sys.stderr)
+    return result, f"{run.schedule.config.merge_method} (mergekit recipe)"
+
+
+def _run_own(args: argparse.Namespace) -> Any:
+    from realignkit.methods.engine import run_repair
     from realignkit.methods.recipe import Recipe, load_recipe
 
     recipe = load_recipe(args.config) if args.config else Recipe()
@@ -231,28 +296,6 @@ def _run(args: argparse.Namespace) -> int:
     if not out:
         raise BadInputError("--out DIR is required")
     params = {**recipe.parameters, **parse_sets(args.sets)}
-    shard_text = _pick(args.shard_size, recipe.options.shard_size, DEFAULT_SHARD_BYTES)
-    try:
-        shard_bytes = parse_size(shard_text)
-    except ValueError as exc:
-        raise BadInputError(f"--shard-size: {exc}") from None
-    if shard_bytes <= 0:
-        raise BadInputError("--shard-size must be positive")
-    options = RepairOptions(
-        dtype=_pick(args.dtype, recipe.options.dtype),
-        max_shard_bytes=shard_bytes,
-        allow_missing=bool(_pick(args.allow_missing, recipe.options.allow_missing, False)),
-        allow_nonfinite=bool(_pick(args.allow_nonfinite, recipe.options.allow_nonfinite, False)),
-        allow_pickle=bool(_pick(args.allow_pickle, recipe.options.allow_pickle, False)),
-        force=args.force,
-        threads=max(1, _pick(args.threads, recipe.options.threads, min(4, os.cpu_count() or 1))),
-        show_progress=not args.quiet,
-        self_check=args.self_check,
-        self_check_ratio=args.self_check_ratio,
-        self_check_text=args.self_check_text,
-    )
-    if args.fail_if_broken and not args.self_check:
-        raise BadInputError("--fail-if-broken needs the self-check; drop --no-self-check")
     result = run_repair(
         method,
         params,
@@ -262,9 +305,28 @@ def _run(args: argparse.Namespace) -> int:
         base=_pick(args.base, recipe.models.base),
         calibration=_pick(args.calibration, recipe.calibration),
         out=out,
-        options=options,
-        command=" ".join(["realignkit", "repair", *sys.argv[2:]]) if sys.argv[1:2] == ["repair"] else "repair",
+        options=_options(args, recipe.options),
+        command=_command(),
     )
-    print(f"{result.method}: wrote {result.tensors} tensors to {result.out} in {result.seconds:.1f}s")
+    return result, result.method
+
+
+def _run(args: argparse.Namespace) -> int:
+    from realignkit.methods.mergekit_recipe import is_mergekit_recipe
+    from realignkit.methods.mergekit_run import read_yaml
+
+    if args.fail_if_broken and not args.self_check:
+        raise BadInputError("--fail-if-broken needs the self-check; drop --no-self-check")
+    if args.push_to_hub:
+        from realignkit.checkpoints.hub_push import check_push_possible
+
+        check_push_possible(args.push_to_hub)
+    mergekit = bool(args.config) and is_mergekit_recipe(read_yaml(args.config))
+    result, label = _run_mergekit(args) if mergekit else _run_own(args)
+    print(f"{label}: wrote {result.tensors} tensors to {result.out} in {result.seconds:.1f}s")
+    if args.push_to_hub:
+        from realignkit.checkpoints.hub_push import push_folder
+
+        print(f"pushed {result.out} to {args.push_to_hub}: {push_folder(result.out, args.push_to_hub)}")
     check = result.extra.get("self_check") or {}
     return 1 if args.fail_if_broken and check.get("broken") else 0

@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
     parser.add_argument("--fresh", action="store_true", help="discard a previous or unfinished run in --out")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--push-to-hub", metavar="REPO",
+                        help="upload the winner checkpoint (with its model card) to this Hugging Face Hub model repo "
+                        "(token from HF_TOKEN; HF_ENDPOINT for another hub)")
     parser.add_argument("--out", required=True, help="run directory (resumable)")
     parser.set_defaults(func=_run)
 
@@ -113,6 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     from realignkit.pipeline.summary import format_sweep_summary
     from realignkit.pipeline.sweep import run_sweep
 
+    if args.push_to_hub:
+        from realignkit.checkpoints.hub_push import check_push_possible
+
+        check_push_possible(args.push_to_hub)
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
     outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress)
     print(format_sweep_summary(outcome))
@@ -126,4 +133,14 @@ def _run(args: argparse.Namespace) -> int:
         print(f"realignkit sweep: warning: {warning}", file=sys.stderr)
     if not outcome.summary["winner"]["meets_floor"]:
         print(f"realignkit sweep: warning: {outcome.summary['winner']['reason']}", file=sys.stderr)
+    if args.push_to_hub:
+        _push_winner(outcome.out / "winner", args.push_to_hub)
     return 0
+
+
+def _push_winner(winner: Any, repo: str) -> None:
+    from realignkit.checkpoints.hub_push import push_folder
+
+    if not (winner / "config.json").is_file() and not (winner / "adapter_config.json").is_file():
+        raise BadInputError("--push-to-hub: this sweep has no winner checkpoint to upload")
+    print(f"pushed {winner} to {repo}: {push_folder(winner, repo)}")

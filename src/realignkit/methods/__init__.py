@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import importlib
 
-BUILTIN_METHODS = ("interpolate", "slerp", "task_arithmetic", "ties", "dare", "resta", "safe_lora", "antidote", "somf")
+BUILTIN_METHODS = ("interpolate", "slerp", "task_arithmetic", "ties", "dare", "resta", "safe_lora", "antidote", "somf",
+                   "linear", "gta", "dare_linear", "dare_ties", "breadcrumbs")
 
 
 def import_method_module(name: str) -> bool:

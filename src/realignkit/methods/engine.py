@@ -20,7 +20,6 @@ from realignkit.checkpoints import (
     PlannedTensor,
     StreamingModelWriter,
     copy_model_files,
-    open_source,
 )
 from realignkit.common import (
     atomic_output_dir,
@@ -29,9 +28,12 @@ from realignkit.common import (
     write_manifest,
 )
 from realignkit.common.errors import BadInputError
-from realignkit.methods.context import RepairContext, TensorBundle, TensorPlan
+from realignkit.methods.card import CardFacts, load_card_audit, write_card_files
+from realignkit.methods.context import RepairContext, TensorPlan
+from realignkit.methods.inputs import Loader, ModelRef, Sources, all_finite, resolve_inputs
 from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
+from realignkit.methods.schedule import BoundParams, ParamSchedule
 from realignkit.methods.self_check import SelfCheckOptions, report, self_check
 from realignkit.methods.streaming import WorkItem, block_iterator, row_blocks, stream, work_items
 
@@ -54,6 +56,11 @@ class RepairOptions:
     self_check: bool = True
     self_check_ratio: float = 2.0  # flagged as broken when ppl_repaired > ratio * ppl_aligned
     self_check_text: PathLike | None = None  # None: the shipped neutral English text
+    # mergekit's `dtype`: inputs are rounded to it before the (fp32) arithmetic; None: no rounding.
+    compute_dtype: str | None = None
+    files_from: PathLike | None = None  # config/tokenizer donor (default: the output layout's model)
+    card_audit: PathLike | None = None  # audit results.json of this very output: before/after in README.md
+    reference_dirs: list[Path] = field(default_factory=list)  # where relative model references are looked up
 
 
 @dataclass
@@ -66,7 +73,7 @@ class RepairResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _validate_roles(spec: MethodSpec, tuned: Sequence[PathLike], unaligned: PathLike | None, calibration) -> None:
+def _validate_roles(spec: MethodSpec, tuned: Sequence[ModelRef], unaligned: ModelRef | None, calibration) -> None:
     if not tuned:
         raise BadInputError("give at least one --tuned")
     if len(tuned) > 1 and not spec.multi_tuned:
@@ -80,18 +87,6 @@ def _validate_roles(spec: MethodSpec, tuned: Sequence[PathLike], unaligned: Path
             raise BadInputError(f"--calibration {str(calibration)!r} is not a file")
 
 
-def _validate_weights(params: MethodParams, n_tuned: int) -> None:
-    weights = getattr(params, "weights", None)
-    if weights is not None and len(weights) != n_tuned:
-        raise BadInputError(f"weights has {len(weights)} value(s) but {n_tuned} --tuned were given")
-
-
-def _all_finite(tensor: torch.Tensor) -> bool:
-    """A finite sum proves every entry finite in one fast reduction; only a non-finite sum (NaN/Inf, or a rare
-    overflow of finite values) needs the ~20x slower elementwise isfinite to decide."""
-    return bool(torch.isfinite(tensor.sum())) or bool(torch.isfinite(tensor).all())
-
-
 def _return_freed_memory_to_os() -> None:
     """Pin glibc's mmap threshold: by default it grows after big frees, so later tensor-sized buffers come from
     the heap and stay resident after use, which lifts peak RSS well above the few tensors really alive."""
@@ -99,43 +94,6 @@ def _return_freed_memory_to_os() -> None:
         return
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB: row blocks reuse heap memory
-
-
-class _Loader:
-    """Loads a plan row (or a row block of it) in fp32, reading aligned once; refuses NaN/Inf unless allowed."""
-
-    def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool) -> None:
-        self.aligned, self.tuned, self.unaligned = aligned, tuned, unaligned
-        self.allow_nonfinite = allow_nonfinite
-
-    def _checked(self, tensor: torch.Tensor, role: str, name: str) -> torch.Tensor:
-        tensor = tensor.float()
-        if not self.allow_nonfinite and not _all_finite(tensor):
-            raise BadInputError(f"--{role} tensor {name!r} contains NaN or Inf; pass --allow-nonfinite to proceed")
-        return tensor
-
-    @staticmethod
-    def _read(source: Any, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
-        return source.get(name) if rows is None else source.get_rows(name, *rows)
-
-    def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None, *, check: bool = True) -> TensorBundle:
-        if not check:
-            return _Loader(self.aligned, self.tuned, self.unaligned, allow_nonfinite=True)(row, rows)
-        assert row.aligned_name is not None
-        aligned = self._checked(self._read(self.aligned, row.aligned_name, rows), "aligned", row.aligned_name)
-        tuned = []
-        for source, name in zip(self.tuned, row.tuned_names, strict=True):
-            if name is None:  # --allow-missing: this tuned model leaves the tensor unchanged
-                tuned.append(aligned)
-            elif source.is_adapter:
-                tuned.append(self._checked(source.tuned_from_aligned(name, aligned, rows), "tuned", name))
-            else:
-                tuned.append(self._checked(self._read(source, name, rows), "tuned", name))
-        unaligned = None
-        if self.unaligned is not None:
-            name = row.unaligned_name
-            unaligned = aligned if name is None else self._checked(self._read(self.unaligned, name, rows), "unaligned", name)
-        return TensorBundle(aligned=aligned, tuned=tuned, unaligned=unaligned)
 
 
 def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tensor:
@@ -146,16 +104,16 @@ def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tenso
 
 
 def _make_compute(
-    spec: MethodSpec, params: MethodParams, state: Any, loader: _Loader, aligned: Any, tuned: list[Any]
+    spec: MethodSpec, bound: BoundParams, state: Any, loader: Loader, aligned: Any, tuned: list[Any]
 ) -> Callable[[WorkItem, Future | None], torch.Tensor]:
-    # An elementwise method turns any NaN/Inf input entry into a NaN/Inf output entry (x·0 and inf−inf are
-    # NaN), so checking its output finds every bad input in one pass; the inputs are only re-read to name one.
-    check_output = spec.is_elementwise(params) and not loader.allow_nonfinite
-
     def compute(item: WorkItem, stats: Future | None) -> torch.Tensor:
         row = item.row
         if row.passthrough:
             return _passthrough(row, aligned, tuned)
+        params = bound.for_row(row)
+        # An elementwise method turns any NaN/Inf input entry into a NaN/Inf output entry (x·0 and inf−inf are
+        # NaN), so checking its output finds every bad input in one pass; the inputs are only re-read to name one.
+        check_output = spec.is_elementwise(params) and not loader.allow_nonfinite
         bundle = loader(row, item.rows, check=not check_output)
         extra = {}
         if stats is not None and (per_tensor := stats.result()) is not None:  # only methods with tensor_stats
@@ -165,7 +123,7 @@ def _make_compute(
         )
         if tuple(result.shape) != tuple(bundle.aligned.shape):
             raise RuntimeError(f"method {spec.name} returned shape {tuple(result.shape)} for {row.out_name}")
-        if check_output and not _all_finite(result):
+        if check_output and not all_finite(result):
             loader(row, item.rows, check=True)  # raises BadInputError naming the input
             raise RuntimeError(f"method {spec.name} produced NaN/Inf for {row.out_name} from finite inputs")
         return result.to(row.out_dtype)
@@ -173,45 +131,23 @@ def _make_compute(
     return compute
 
 
-@dataclass
-class _Sources:
-    """The opened inputs; closed whatever happens."""
-
-    aligned: Any = None
-    tuned: list[Any] = field(default_factory=list)
-    unaligned: Any = None
-
-    def open(self, aligned: PathLike, tuned: Sequence[PathLike], unaligned: PathLike | None, *, allow_pickle: bool):
-        self.aligned = open_source(aligned, role="aligned", allow_pickle=allow_pickle)
-        if self.aligned.is_adapter:
-            raise BadInputError(f"--aligned {str(aligned)!r} is an adapter; give the full aligned model")
-        for path in tuned:
-            self.tuned.append(open_source(path, role="tuned", aligned=self.aligned, allow_pickle=allow_pickle))
-        if unaligned is not None:
-            self.unaligned = open_source(unaligned, role="unaligned", allow_pickle=allow_pickle)
-
-    def close(self) -> None:
-        for source in [self.aligned, *self.tuned, self.unaligned]:
-            if source is not None:
-                source.close()
-
-
 def _write_model(
-    tmp: Path, spec: MethodSpec, params: MethodParams, state: Any, ctx: RepairContext, loader: _Loader,
+    tmp: Path, spec: MethodSpec, bound: BoundParams, state: Any, ctx: RepairContext, loader: Loader,
     opts: RepairOptions, out_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """The per-tensor pass: config/tokenizer copies, then every tensor streamed into planned shards."""
-    copy_model_files(layout_source(ctx.aligned, ctx.tuned).path, tmp, dtype=out_dtype)
+    donor = Path(opts.files_from) if opts.files_from is not None else layout_source(ctx.aligned, ctx.tuned).path
+    copy_model_files(donor, tmp, dtype=out_dtype)
     planned = [PlannedTensor(row.out_name, row.shape, row.out_dtype) for row in ctx.plan]
     writer = StreamingModelWriter(tmp, planned, opts.max_shard_bytes)
-    compute = _make_compute(spec, params, state, loader, ctx.aligned, ctx.tuned)
+    compute = _make_compute(spec, bound, state, loader, ctx.aligned, ctx.tuned)
     stream(
-        work_items(ctx.plan, spec.is_elementwise(params), opts.block_elements),
+        work_items(ctx.plan, lambda row: spec.is_elementwise(bound.for_row(row)), opts.block_elements),
         compute,
         writer,
         threads=opts.threads,
         show_progress=opts.show_progress,
-        stats_job=_make_stats_job(spec, params, loader, opts.block_elements),
+        stats_job=_make_stats_job(spec, bound, loader, opts.block_elements),
     )
     return {"kind": "model", "tensors": len(ctx.plan), "shards": writer.finish(), "dtype": opts.dtype or "as inputs"}
 
@@ -227,7 +163,7 @@ def _wants_adapter_output(spec: MethodSpec, params: MethodParams, tuned: list[An
     return True
 
 
-def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, block_elements: int):
+def _make_stats_job(spec: MethodSpec, bound: BoundParams, loader: Loader, block_elements: int):
     if spec.tensor_stats is None:
         return None
     tensor_stats = spec.tensor_stats
@@ -235,7 +171,7 @@ def _make_stats_job(spec: MethodSpec, params: MethodParams, loader: _Loader, blo
     def job(row: TensorPlan) -> Any:
         blocks = block_iterator(lambda r, rows: loader(r, rows, check=False), row, block_elements)
         starts = [start for start, _ in row_blocks(row, block_elements)]
-        return tensor_stats(blocks, params, name=row.out_name, shape=row.shape, block_starts=starts)
+        return tensor_stats(blocks, bound.for_row(row), name=row.out_name, shape=row.shape, block_starts=starts)
 
     return job
 
@@ -256,53 +192,67 @@ def _run_self_check(model_dir: Path, aligned: PathLike, opts: RepairOptions) -> 
     return self_check(model_dir, aligned, SelfCheckOptions(ratio=opts.self_check_ratio, text=opts.self_check_text))
 
 
+def _validate_dtypes(opts: RepairOptions) -> None:
+    for flag, value in (("--dtype", opts.dtype), ("compute dtype", opts.compute_dtype)):
+        if value is not None and value not in OUTPUT_DTYPES:
+            raise BadInputError(f"{flag} must be one of {', '.join(OUTPUT_DTYPES)} (got {value!r})")
+
+
 def run_repair(
     method: str,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | ParamSchedule | None = None,
     *,
-    tuned: Sequence[PathLike],
-    aligned: PathLike | None,
+    tuned: Sequence[ModelRef],
+    aligned: ModelRef | None,
     out: PathLike,
-    unaligned: PathLike | None = None,
-    base: PathLike | None = None,
+    unaligned: ModelRef | None = None,
+    base: ModelRef | None = None,
     calibration: PathLike | None = None,
     options: RepairOptions | None = None,
     command: str = "repair",
 ) -> RepairResult:
-    """Apply `method` and write a loadable model dir at `out` (whole or absent). BadInputError on bad input."""
+    """Apply `method` and write a loadable model dir at `out` (whole or absent). BadInputError on bad input.
+
+    Models may be local dirs or references (`org/name[@revision]`, `MODEL+LORA`; checkpoints/references.py).
+    `params` is one set of method parameters, or a schedule giving each tensor its own (methods/schedule.py).
+    The output gets README.md (a model card) and, where an equivalent exists, mergekit_config.yml.
+    """
     started = time.time()
     opts = options or RepairOptions()
     _return_freed_memory_to_os()
     spec = get_method(method)
-    parsed = spec.parse_params(dict(params or {}))
+    bound = BoundParams(spec, params, len(tuned))
     unaligned = unaligned if unaligned is not None else base
     _validate_roles(spec, tuned, unaligned, calibration)
-    _validate_weights(parsed, len(tuned))
     if aligned is None:
         raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")
-    if opts.dtype is not None and opts.dtype not in OUTPUT_DTYPES:
-        raise BadInputError(f"--dtype must be one of {', '.join(OUTPUT_DTYPES)} (got {opts.dtype!r})")
+    _validate_dtypes(opts)
     _validate_self_check(opts)
-    uses_unaligned = "unaligned" in spec.needs
-    unaligned = unaligned if uses_unaligned else None
-    check_output_not_inside_inputs(out, [aligned, *tuned, unaligned, calibration])
+    card_audit = load_card_audit(opts.card_audit) if opts.card_audit is not None else None
+    unaligned = unaligned if "unaligned" in spec.needs else None
+    given = [p for p in (aligned, *tuned, unaligned, calibration) if isinstance(p, str | os.PathLike)]
+    check_output_not_inside_inputs(out, [p for p in given if Path(p).exists()])  # before anything is resolved
     prepare_output_dir(out, force=opts.force)
-    sources = _Sources()
+    inputs = resolve_inputs(aligned, tuned, unaligned, search_dirs=opts.reference_dirs, progress=opts.show_progress)
+    check_output_not_inside_inputs(out, [inputs.aligned, *inputs.tuned, inputs.unaligned, calibration])
+    sources = Sources()
     try:
-        sources.open(aligned, tuned, unaligned, allow_pickle=opts.allow_pickle)
+        sources.open(inputs.aligned, inputs.tuned, inputs.unaligned, allow_pickle=opts.allow_pickle)
         out_dtype = OUTPUT_DTYPES[opts.dtype] if opts.dtype else None
         plan = build_plan(
             sources.aligned, sources.tuned, sources.unaligned, allow_missing=opts.allow_missing, out_dtype=out_dtype
         )
-        loader = _Loader(sources.aligned, sources.tuned, sources.unaligned, opts.allow_nonfinite)
+        bound.check_plan(plan)
+        parsed = bound.first(plan)
+        compute_dtype = OUTPUT_DTYPES[opts.compute_dtype] if opts.compute_dtype else None
+        loader = Loader(sources.aligned, sources.tuned, sources.unaligned, opts.allow_nonfinite, compute_dtype)
         ctx = RepairContext(
             method=spec.name,
             aligned=sources.aligned,
             tuned=sources.tuned,
             unaligned=sources.unaligned,
             calibration=Path(calibration) if calibration is not None else None,
-            paths={"aligned": Path(aligned), "tuned": [Path(t) for t in tuned],
-                   "unaligned": Path(unaligned) if unaligned is not None else None},
+            paths={"aligned": inputs.aligned, "tuned": list(inputs.tuned), "unaligned": inputs.unaligned},
             plan=plan,
             loader=loader,
             show_progress=opts.show_progress,
@@ -314,30 +264,35 @@ def run_repair(
                 assert spec.adapter_output is not None
                 output = {"kind": "lora_adapter", "files": spec.adapter_output(ctx, parsed, state, tmp)}
             else:
-                output = _write_model(tmp, spec, parsed, state, ctx, loader, opts, out_dtype)
+                output = _write_model(tmp, spec, bound, state, ctx, loader, opts, out_dtype)
             for write_extra_file in ctx.output_files.values():
                 write_extra_file(tmp)
-            check = _run_self_check(tmp, aligned, opts)
+            check = _run_self_check(tmp, inputs.aligned, opts)
             ctx.manifest_extra["self_check"] = check
+            facts = CardFacts(method=spec.name, parameters=bound.manifest(), fixed=bound.fixed,
+                              references=inputs.references, schedule=bound.schedule, command=command,
+                              self_check=check, audit=card_audit, adapter_output=adapter_output)
+            ctx.manifest_extra["card"] = write_card_files(tmp, facts, aligned_dir=inputs.aligned,
+                                                            final_name=Path(out).name)
             extra = {
                 "method": spec.name,
                 "sources": {"aligned": sources.aligned.describe(), "tuned": [t.describe() for t in sources.tuned]},
+                "references": inputs.references,
                 "output": output,
                 "passthrough_tensors": sum(row.passthrough for row in plan),
                 **ctx.manifest_extra,
             }
-            inputs = {"aligned": aligned, "unaligned": unaligned, "calibration": calibration}
-            inputs.update({f"tuned[{i}]": t for i, t in enumerate(tuned)})
-            write_manifest(
-                tmp, command=command, parameters=parsed.model_dump(), inputs=inputs, started=started, extra=extra
-            )
+            manifest_inputs = {"aligned": inputs.aligned, "unaligned": inputs.unaligned, "calibration": calibration}
+            manifest_inputs.update({f"tuned[{i}]": t for i, t in enumerate(inputs.tuned)})
+            write_manifest(tmp, command=command, parameters=bound.manifest(), inputs=manifest_inputs, started=started,
+                           extra=extra)
     finally:
         sources.close()
     report(check)  # one loud stderr line when the output looks broken
     return RepairResult(
         out=Path(out),
         method=spec.name,
-        parameters=parsed.model_dump(),
+        parameters=bound.manifest(),
         tensors=len(plan),
         seconds=time.time() - started,
         extra=dict(ctx.manifest_extra),

@@ -11,7 +11,11 @@
     options: {dtype: bfloat16, shard_size: 2GB, allow_missing: false}
 
 Paths follow `realignkit.common.paths.resolve_recipe_path` (the rule sweep recipes use too): `~` is expanded
-first, absolute paths stay, relative ones are resolved against the recipe file's directory. Unknown keys are errors.
+first, absolute paths stay, relative ones are resolved against the recipe file's directory. Models may also be
+references (checkpoints/references.py): `org/name[@revision]` stays a hub id when no such directory exists next to
+the recipe, and each side of `MODEL+LORA` follows the same rule. Unknown keys are errors.
+
+A mergekit recipe (it has `merge_method:`) is read by methods/mergekit_recipe.py instead.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from realignkit.checkpoints.references import recipe_model_text
 from realignkit.common.errors import BadInputError, closest_match
 from realignkit.common.paths import resolve_recipe_path
 
@@ -78,6 +83,10 @@ def _resolve(value: str | None, root: Path) -> str | None:
     return None if value is None else str(resolve_recipe_path(value, root))
 
 
+def resolve_model_text(value: str | None, root: Path) -> str | None:
+    return None if value is None else recipe_model_text(value, root)
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Parse and validate a recipe; paths come back resolved against the recipe's directory."""
     path = Path(path)
@@ -96,10 +105,10 @@ def load_recipe(path: str | Path) -> Recipe:
     root = path.parent
     models = recipe.models
     resolved_models = RecipeModels(
-        aligned=_resolve(models.aligned, root),
-        tuned=[_resolve(t, root) for t in models.tuned],
-        unaligned=_resolve(models.unaligned, root),
-        base=_resolve(models.base, root),
+        aligned=resolve_model_text(models.aligned, root),
+        tuned=[resolve_model_text(t, root) for t in models.tuned],
+        unaligned=resolve_model_text(models.unaligned, root),
+        base=resolve_model_text(models.base, root),
     )
     return recipe.model_copy(
         update={

@@ -35,11 +35,15 @@ def row_blocks(row: TensorPlan, block_elements: int) -> list[RowRange]:
     return [(start, min(start + step, row.shape[0])) for start in range(0, row.shape[0], step)]
 
 
-def work_items(plan: list[TensorPlan], elementwise: bool, block_elements: int) -> list[WorkItem]:
-    """Split big tensors into row blocks when the method is elementwise; everything else stays whole."""
+def work_items(
+    plan: list[TensorPlan], elementwise: bool | Callable[[TensorPlan], bool], block_elements: int
+) -> list[WorkItem]:
+    """Split big tensors into row blocks when the method is elementwise (for that tensor's parameters, when
+    `elementwise` is a callable); everything else stays whole."""
     items = []
     for row in plan:
-        if row.passthrough or not elementwise or len(row.shape) == 0 or math.prod(row.shape) <= block_elements:
+        whole = row.passthrough or len(row.shape) == 0 or math.prod(row.shape) <= block_elements
+        if whole or not (elementwise(row) if callable(elementwise) else elementwise):
             items.append(WorkItem(row, None))
         else:
             items.extend(WorkItem(row, rows) for rows in row_blocks(row, block_elements))

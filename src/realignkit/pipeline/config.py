@@ -13,7 +13,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from realignkit.checkpoints.lora_merge import local_model
 from realignkit.checkpoints.quantized import check_not_quantized
+from realignkit.checkpoints.references import recipe_model_text
 from realignkit.common import BadInputError, closest_match
 from realignkit.common.paths import resolve_recipe_path
 
@@ -175,8 +177,9 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
         if path is None:
             continue
         resolved = resolve_recipe_path(path, cwd)
-        if not resolved.exists():
-            raise BadInputError(f"--{role} {str(path)!r} does not exist")
+        if not resolved.exists():  # a hub id or MODEL+LORA: a local dir (hub cache, merged LoRA) or one line
+            adapter_base = config.aligned if role == "tuned" else None
+            resolved, _ = local_model(str(path), role=f"--{role}", adapter_base=adapter_base)
         # Quantised inputs cannot be repaired; refuse them here, before the run dir is created.
         check_not_quantized(resolved, f"--{role} {str(path)!r}")
         setattr(config, role, resolved.resolve())
@@ -210,8 +213,8 @@ def load_recipe(path: str | Path) -> dict[str, Any]:
     # recipe file's directory), shared with repair recipes. Anything not a string is left for build_config to refuse.
     recipe_dir = recipe_path.parent
     for role in ("aligned", "tuned", "base", "unaligned"):
-        if isinstance(data.get(role), str):
-            data[role] = str(resolve_recipe_path(data[role], recipe_dir))
+        if isinstance(data.get(role), str):  # a path, or a model reference (hub id, MODEL+LORA)
+            data[role] = recipe_model_text(data[role], recipe_dir)
     calibration = data.get("calibration")
     if isinstance(calibration, dict):
         data["calibration"] = {

