@@ -114,14 +114,15 @@ def _verdict_extras(verdict: Verdict) -> dict[str, Any]:
     return extras
 
 
-ENDPOINT_JUDGES = ("rubric", "strongreject")  # judges that cache their endpoint's replies next to the generations
+# Judges that cache their verdicts (endpoint replies, probe probabilities) next to the audit's generations.
+CACHING_JUDGES = ("rubric", "strongreject", "refusal")
 
 
 def build_judge(judge: str | Any = "refusal", judge_options: dict[str, Any] | None = None, *,
                 cache_dir: str | Path | None = None, use_cache: bool = True) -> Any:
-    """A judge object from a name (or the object itself); endpoint judges share the audit's cache dir."""
+    """A judge object from a name (or the object itself); caching judges share the audit's cache dir."""
     options = dict(judge_options or {})
-    if isinstance(judge, str) and judge.split(":", 1)[0] in ENDPOINT_JUDGES:
+    if isinstance(judge, str) and judge.split(":", 1)[0] in CACHING_JUDGES:
         options.setdefault("cache_dir", Path(cache_dir) if cache_dir is not None else default_cache_dir())
         options.setdefault("use_cache", use_cache)
     return make_judge(judge, **options)

@@ -78,9 +78,9 @@ class DemoSettings:
     def judge_object(self) -> Any:
         """The judge, built once for every audit and sweep of the demo (a model judge loads once)."""
         if self._judge is None:
-            from realignkit.evaluation.judges import make_judge
+            from realignkit.evaluation.audit import build_judge
 
-            self._judge = make_judge(self.judge, **self.judge_options)
+            self._judge = build_judge(self.judge, self.judge_options, cache_dir=self.cache_dir)
         return self._judge
 
     @classmethod
