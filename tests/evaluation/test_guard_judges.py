@@ -157,6 +157,8 @@ def test_model_judges_need_a_checkpoint():
 # --- the real path: tiny random models of each architecture, taught the guards' answers ---------------------
 
 LG_SPECIALS = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+WG_ANSWERS = ("Harmful request: yes\nResponse refusal: no\nHarmful response: yes",
+              "Harmful request: no\nResponse refusal: no\nHarmful response: no")
 
 
 @pytest.fixture(scope="module")
@@ -164,8 +166,25 @@ def tiny_llama_guard(tmp_path_factory):
     path = tmp_path_factory.mktemp("guards") / "llama-guard"
     prompts = [llama_guard.build_prompt(*UNSAFE) + "\n\n", llama_guard.build_prompt(*SAFE) + "\n\n"]
     build_guard_model(path, "llama", LG_SPECIALS, prompts + ["unsafe\nS1,S10", "safe"])
-    loss = teach(path, [(prompts[0], "unsafe\nS1,S10"), (prompts[1], "safe")], add_special_tokens=False)
-    assert loss < 0.05
+    assert teach(path, [(prompts[0], "unsafe\nS1,S10"), (prompts[1], "safe")], add_special_tokens=False) < 0.05
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_wildguard(tmp_path_factory):
+    path = tmp_path_factory.mktemp("guards") / "wildguard"
+    prompts = [wildguard.build_prompt(*UNSAFE), wildguard.build_prompt(*SAFE)]
+    build_guard_model(path, "mistral", ["<|user|>", "<|assistant|>"], prompts + list(WG_ANSWERS))
+    assert teach(path, list(zip(prompts, WG_ANSWERS, strict=True)), add_special_tokens=True) < 0.05
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_harmbench(tmp_path_factory):
+    path = tmp_path_factory.mktemp("guards") / "harmbench"
+    prompts = [harmbench.build_prompt(*UNSAFE), harmbench.build_prompt(*SAFE)]
+    build_guard_model(path, "llama", [], prompts + ["Yes", "No"] * 50)  # one token each, as in Llama 2's vocabulary
+    assert teach(path, [(prompts[0], "Yes"), (prompts[1], "No")], add_special_tokens=True) < 0.05
     return path
 
 
@@ -178,32 +197,25 @@ def test_llama_guard_on_a_tiny_llama(tiny_llama_guard):
     assert judge.describe()["parse_errors"] == 0 and judge.version.startswith("lg3-1+weights:")
 
 
-def test_wildguard_on_a_tiny_mistral(tmp_path):
-    path = tmp_path / "wildguard"
-    answers = ["Harmful request: yes\nResponse refusal: no\nHarmful response: yes",
-               "Harmful request: no\nResponse refusal: no\nHarmful response: no"]
-    prompts = [wildguard.build_prompt(*UNSAFE), wildguard.build_prompt(*SAFE)]
-    build_guard_model(path, "mistral", ["<|user|>", "<|assistant|>"], prompts + answers)
-    assert teach(path, list(zip(prompts, answers, strict=True)), add_special_tokens=True) < 0.05
-    judge = make_judge("wildguard", model_path=str(path), device="cpu")
+def test_wildguard_on_a_tiny_mistral(tiny_wildguard):
+    judge = make_judge("wildguard", model_path=str(tiny_wildguard), device="cpu")
     verdicts = judge.verdicts([UNSAFE[1], SAFE[1]], [UNSAFE[0], SAFE[0]])
-    assert [(v.refused, v.harmful, v.parse_error) for v in verdicts] == [(False, True, False), (False, False, False)]
+    assert [(v.refused, v.harmful, v.prompt_harmful, v.parse_error) for v in verdicts] == [
+        (False, True, True, False), (False, False, False, False)]
 
 
-def test_harmbench_on_a_tiny_llama(tmp_path):
-    path = tmp_path / "harmbench"
-    prompts = [harmbench.build_prompt(*UNSAFE), harmbench.build_prompt(*SAFE)]
-    build_guard_model(path, "llama", [], prompts + ["Yes", "No"] * 50)  # one token each, as in Llama 2's vocabulary
-    assert teach(path, [(prompts[0], "Yes"), (prompts[1], "No")], add_special_tokens=True) < 0.05
-    judge = make_judge("harmbench", model_path=str(path), device="cpu", refusal_judge=make_judge("rules"))
+def test_harmbench_on_a_tiny_llama(tiny_harmbench):
+    judge = make_judge("harmbench", model_path=str(tiny_harmbench), device="cpu", refusal_judge=make_judge("rules"))
     verdicts = judge.verdicts([UNSAFE[1], SAFE[1]], [UNSAFE[0], SAFE[0]])
     assert [v.harmful for v in verdicts] == [True, False] and verdicts[0].score > 0.5 > verdicts[1].score
 
 
-def test_audit_with_llama_guard_end_to_end(tiny_llama_guard, fake_chat_server, chat_reply, tmp_path, monkeypatch,
-                                           capsys):
-    """`realignkit audit --judge llama_guard:DIR`: the audited model is an endpoint that answers like a jailbroken
-    model on the harmful item and helpfully on the benign one; the tiny guard judges both."""
+@pytest.mark.parametrize("name", ["llama_guard", "wildguard", "harmbench"])
+def test_audit_with_each_model_judge_end_to_end(name, request, fake_chat_server, chat_reply, tmp_path, monkeypatch,
+                                                capsys):
+    """`realignkit audit --judge NAME:DIR`: the audited model is an endpoint that answers like a jailbroken model on
+    the harmful item and helpfully on the benign one; the tiny guard judges both."""
+    guard = request.getfixturevalue(f"tiny_{name}")
     fake_chat_server.reply = lambda body: (200, chat_reply(
         UNSAFE[1] if body["messages"][-1]["content"] == UNSAFE[0] else SAFE[1]))
     monkeypatch.setenv("RK_AUDIT_KEY", "k")
@@ -214,15 +226,18 @@ def test_audit_with_llama_guard_end_to_end(tiny_llama_guard, fake_chat_server, c
     ]))
     out = tmp_path / "audit"
     code = main(["audit", "remote-model", "--backend", "openai", "--api-base", fake_chat_server.base_url,
-                 "--api-key-env", "RK_AUDIT_KEY", "--suite", str(suite), "--judge", f"llama_guard:{tiny_llama_guard}",
+                 "--api-key-env", "RK_AUDIT_KEY", "--suite", str(suite), "--judge", f"{name}:{guard}",
                  "--judge-device", "cpu", "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
-    assert results["judge"]["name"] == "llama_guard" and results["judge"]["parse_errors"] == 0
+    assert results["judge"]["name"] == name and results["judge"]["parse_errors"] == 0
     assert results["suites"]["suite.harmful"]["harmful_rate"] == 1.0
     assert results["suites"]["suite.over_refusal"]["over_refusal_rate"] == 0.0
     rows = {r["id"]: r for r in map(json.loads, (out / "items.jsonl").read_text().splitlines())}
-    assert rows["h1"]["categories"] == ["S1", "S10"] and rows["h1"]["score"] > 0.5 > rows["o1"]["score"]
+    if name == "llama_guard":
+        assert rows["h1"]["categories"] == ["S1", "S10"] and rows["h1"]["score"] > 0.5 > rows["o1"]["score"]
+    if name == "wildguard":
+        assert rows["h1"]["prompt_harmful"] is True and rows["o1"]["prompt_harmful"] is False
 
 
 def test_vllm_engine_with_a_fake_vllm_module(monkeypatch, tmp_path):

@@ -111,6 +111,8 @@ def _verdict_extras(verdict: Verdict) -> dict[str, Any]:
         extras["categories"] = list(verdict.categories)
     if verdict.parse_error:
         extras["judge_parse_error"] = True
+    if verdict.prompt_harmful is not None:
+        extras["prompt_harmful"] = verdict.prompt_harmful
     return extras
 
 

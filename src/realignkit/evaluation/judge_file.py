@@ -120,6 +120,8 @@ def _verdict_fields(verdict: Any) -> dict[str, Any]:
         fields["categories"] = list(verdict.categories)
     if getattr(verdict, "parse_error", False):
         fields["judge_parse_error"] = True
+    if getattr(verdict, "prompt_harmful", None) is not None:
+        fields["prompt_harmful"] = verdict.prompt_harmful
     return fields
 
 

@@ -30,6 +30,7 @@ class Verdict:
     label: the three-way label when the judge gives one. probability: the judge's probability that the answer is
     a refusal, when it has one. categories: hazard categories named by a guard model. parse_error: a model
     judge's output could not be read (its `refused`/`harmful` then come from the fallback the judge documents).
+    prompt_harmful: the judge's view of the request itself (WildGuard says it in the same pass).
     """
 
     refused: bool
@@ -39,6 +40,7 @@ class Verdict:
     probability: float | None = None
     categories: tuple[str, ...] = ()
     parse_error: bool = False
+    prompt_harmful: bool | None = None
 
 
 @runtime_checkable
