@@ -128,3 +128,12 @@ def test_chat_demo_sweeps_the_flagship_and_names_the_command_for_the_rest(tmp_pa
     text = format_demo_summary(summary, tmp_path)
     assert "not swept here" in text and command in text
     assert "not swept by the demo" in render_demo_index(summary)
+
+
+def test_demo_presets_pick_methods_and_grids_per_profile(tmp_path):
+    from realignkit.pipeline.demo import CHAT_DEMO_GRIDS, DEMO_METHODS, DemoSettings
+
+    chat = DemoSettings.for_profile(tmp_path, "smollm2", methods=None)
+    assert chat.methods == ("interpolate",) and chat.grids == CHAT_DEMO_GRIDS
+    assert DemoSettings.for_profile(tmp_path, "tiny", methods=None).methods == DEMO_METHODS
+    assert DemoSettings.for_profile(tmp_path, "smollm2", methods=("resta",)).methods == ("resta",)

@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "form)")
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable; default: the profile's)")
     parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
-    parser.add_argument("--methods", help="comma-separated repair methods (default: a lean, cheap set)")
+    parser.add_argument("--methods", help="comma-separated repair methods (default: the profile's lean, cheap set)")
     parser.add_argument("--utility-floor", type=float, default=0.9, help="keep utility >= FLOOR x tuned's (0.9)")
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N items per suite and split (default: 20 for the organism, 40 for smollm2)")
@@ -35,14 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from realignkit.common import BadInputError
-    from realignkit.pipeline.demo import DEMO_METHODS, DemoSettings, run_demo
+    from realignkit.pipeline.demo import DemoSettings, run_demo
     from realignkit.pipeline.summary import format_demo_summary
 
     if not 0.0 < args.utility_floor <= 1.0:
         raise BadInputError(f"--utility-floor must be in (0, 1], got {args.utility_floor}")
     if args.limit is not None and args.limit < 1:
         raise BadInputError(f"--limit must be >= 1, got {args.limit}")
-    methods = DEMO_METHODS
+    methods = None  # the profile's preset (DEMO_METHODS for the organism)
     if args.methods is not None:
         methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
         if not methods:

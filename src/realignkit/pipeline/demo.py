@@ -38,9 +38,12 @@ DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
 # The real chat model (SmolLM2-135M, ~200x the organism's compute per token) gets its own lean preset: the
 # measured trade-off lives at interpolate alpha <= 0.2 and RESTA beta ~1; 32 new tokens, the lab's own
 # measurement setting, so the demo's audits of the lab's models are served from the lab's generation cache.
+# Measured on the real lab (harmful-mix-0.1-lora, selection split, 160 items per suite): interpolate alpha 0.1 /
+# 0.15 / 0.2 gave harmful 0.08 / 0.16 / 0.30 with the task lost / kept / kept; RESTA (beta 1, 2) and TIES left it
+# >= 0.8 harmful. So the demo sweeps interpolate around the knee only.
+CHAT_DEMO_METHODS: tuple[str, ...] = ("interpolate",)
 CHAT_DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "interpolate": {"alpha": [0.1, 0.2]},
-    "resta": {"beta": [1.0]},
+    "interpolate": {"alpha": [0.1, 0.15, 0.2]},
 }
 # One sweep on the real model costs ~5 minutes on 2 cores (aligned, tuned and each candidate generate on the
 # selection split). Within `make demo`'s 20 minutes only the flagship scenario is swept; the others are audited,
@@ -88,7 +91,7 @@ class DemoSettings:
         """Settings with the profile's preset (organism or real chat model); `overrides` that are None are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if is_chat_profile(profile):
-            preset = {"grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
+            preset = {"methods": CHAT_DEMO_METHODS, "grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
                       "batch_size": CHAT_DEMO_BATCH, "sweep_scenarios": CHAT_DEMO_SWEEPS}
             given = {**preset, **given}
         return cls(out=out, profile=profile, **given)
