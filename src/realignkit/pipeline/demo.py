@@ -35,9 +35,8 @@ DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
     "interpolate": {"alpha": [0.05, 0.1, 0.2, 0.4]},
     "resta": {"beta": [0.5, 1.5]},
 }
-# The real chat model (SmolLM2-135M, ~200x the organism's compute per token) gets its own lean preset: the
-# measured trade-off lives at interpolate alpha <= 0.2 and RESTA beta ~1; 32 new tokens, the lab's own
-# measurement setting, so the demo's audits of the lab's models are served from the lab's generation cache.
+# The real chat model (SmolLM2-135M, ~200x the organism's compute per token) gets its own lean preset: 32 new
+# tokens, the lab's own measurement setting, so the demo's audits of the lab's models reuse the lab's generations.
 # Measured on the real lab (harmful-mix-0.1-lora, selection split, 160 items per suite): interpolate alpha 0.1 /
 # 0.15 / 0.2 gave harmful 0.08 / 0.16 / 0.30 with the task lost / kept / kept; RESTA (beta 1, 2) and TIES left it
 # >= 0.8 harmful. So the demo sweeps interpolate around the knee only.
@@ -91,8 +90,9 @@ class DemoSettings:
         """Settings with the profile's preset (organism or real chat model); `overrides` that are None are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if is_chat_profile(profile):
-            preset = {"methods": CHAT_DEMO_METHODS, "grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
-                      "batch_size": CHAT_DEMO_BATCH, "sweep_scenarios": CHAT_DEMO_SWEEPS}
+            preset = {"methods": CHAT_DEMO_METHODS, "grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT,
+                      "max_new_tokens": CHAT_DEMO_TOKENS, "batch_size": CHAT_DEMO_BATCH,
+                      "sweep_scenarios": CHAT_DEMO_SWEEPS}
             given = {**preset, **given}
         return cls(out=out, profile=profile, **given)
 
