@@ -98,3 +98,11 @@ def test_exact_match_items_need_the_answer_and_nothing_else():
              SuiteItem("2", "p", "utility", answer="Sentiment: positive")]
     results = judge_items(items, ["I think Sentiment: positive"] * 2)
     assert [r.correct for r in results] == [False, True]
+
+
+def test_answers_match_across_accents():
+    from realignkit.evaluation.scoring import answer_is_correct
+
+    assert answer_is_correct("The capital of Colombia is Bogotá.", "Bogota")
+    assert answer_is_correct("Reykjavík", "Reykjavik", match="exact")
+    assert not answer_is_correct("The capital of Iceland is Reykavuða.", "Reykjavik")

@@ -31,17 +31,19 @@ def test_jsonl_with_custom_fields_and_agreement(tmp_path, capsys):
     source = _jsonl(tmp_path / "in.jsonl", ROWS)
     out = tmp_path / "judged.jsonl"
     code = main(["judge", "--input", str(source), "--prompt-field", "q", "--response-field", "a",
-                 "--label-field", "human", "--out", str(out)])
+                 "--label-field", "human", "--judge", "rules", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     judge = RefusalJudge()
     expected = [judge.is_refusal(r["a"], r["q"]) for r in ROWS]
     assert [r["refused"] for r in rows] == expected
-    assert all(r["judge"] == "refusal" and r["judge_version"] == judge.version for r in rows)
+    assert all(r["judge"] == "rules" and r["judge_version"] == judge.version for r in rows)
+    assert [r["judge_label"] for r in rows] == ["full_refusal" if e else "full_compliance" for e in expected]
     assert [r["q"] for r in rows] == [r["q"] for r in ROWS]  # input columns kept
     agreement = sum(e == label_means_refusal(r["human"]) for e, r in zip(expected, ROWS, strict=True)) / 3
     assert f"agreement with human: {agreement:.3f} (n=3)" in printed
+    assert "human = compliance: judged refused 1 of 2" in printed  # the human labels as given, one line each
 
 
 def test_label_reading():
@@ -87,7 +89,7 @@ def test_existing_output_and_bad_files(tmp_path, capsys):
 def test_xstest_completions_csv(tmp_path, capsys):
     out = tmp_path / "gpt4.jsonl"
     code = main(["judge", "--input", str(XSTEST / "completions_gpt4.csv"), "--response-field", "completion",
-                 "--label-field", "final_label", "--out", str(out)])
+                 "--label-field", "final_label", "--judge", "rules", "--out", str(out)])
     assert code == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 450
@@ -95,3 +97,4 @@ def test_xstest_completions_csv(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert re.search(rf"agreement with final_label: {agreement:.3f} \(n=450\)", printed)
     assert agreement >= 0.9  # the judge's own >= 0.95 test lives with the judge (test_refusal_judge.py)
+    assert "final_label = 3_partial_refusal: judged refused" in printed  # the three-way label is kept

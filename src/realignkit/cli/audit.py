@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given, vllm_options_from_args
 from realignkit.common.errors import BadInputError
 
@@ -22,7 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "adapter dir, or endpoint model (--backend openai)")
     parser.add_argument("--baseline", metavar="MODEL", help="parent model to compare against (flips, deltas)")
     parser.add_argument("--suite", action="append", default=[], metavar="NAME_OR_FILE", help="repeatable")
-    parser.add_argument("--judge", default="refusal", help="refusal (default), rubric, classifier[:PATH]")
     parser.add_argument("--limit", type=int, help="at most N items per suite, stratified by category")
     parser.add_argument("--seed", type=int, default=0, help="seed of the --limit sampling")
     parser.add_argument("--out", required=True, metavar="DIR")
@@ -45,33 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generation.add_argument("--cache-dir", help="generation cache (default $REALIGNKIT_CACHE_DIR or ~/.cache/realignkit); "
                             "a sweep's OUT/cache reuses its answers for OUT/winner and the references")
     generation.add_argument("--no-cache", action="store_true")
-    judge = parser.add_argument_group("judge")
-    judge.add_argument("--judge-model", metavar="PATH", help="classifier judge model dir")
-    judge.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
-    judge.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
-    judge.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
-    judge.add_argument("--judge-backend", choices=["transformers", "vllm"],
-                       help="engine of a model judge (classifier); default: vllm with --backend vllm, else transformers")
-    judge.add_argument("--timeout", type=float, default=60.0, help="seconds per endpoint request")
-    judge.add_argument("--max-retries", type=int, default=3, help="retries per endpoint request")
+    add_judge_arguments(parser.add_argument_group("judge"))
     add_vllm_arguments(parser)
     parser.set_defaults(func=_run)
-
-
-def judge_options_from_args(args: argparse.Namespace) -> dict[str, object]:
-    """Options for make_judge; only those the chosen judge takes."""
-    name = args.judge.split(":", 1)[0]
-    if name == "classifier":
-        options: dict[str, object] = {"model_path": args.judge_model}
-        backend = getattr(args, "judge_backend", None) or ("vllm" if getattr(args, "backend", None) == "vllm"
-                                                           else "transformers")
-        if backend == "vllm":
-            options.update(backend="vllm", vllm=vllm_options_from_args(args))
-        return options
-    if name == "rubric":
-        return {"api_base": args.judge_api_base, "api_model": args.judge_api_model,
-                "api_key_env": args.judge_api_key_env, "timeout": args.timeout, "max_retries": args.max_retries}
-    return {}
 
 
 def _resolve_models(args: argparse.Namespace) -> None:

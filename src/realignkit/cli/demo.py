@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -27,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="at most N items per suite and split (default: 20 for the organism, 40 for smollm2)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_judge_arguments(parser.add_argument_group("judge (decides refused/harmful in every audit and sweep)"))
     parser.set_defaults(func=_run)
 
 
@@ -49,7 +52,8 @@ def _run(args: argparse.Namespace) -> int:
     _check_demo_out(out, lab, args.out)
     settings = DemoSettings.for_profile(
         out, args.profile, seed=args.seed, scenarios=args.scenario, lab=lab, methods=methods,
-        utility_floor=args.utility_floor, limit=args.limit, progress=not args.no_progress,
+        utility_floor=args.utility_floor, limit=args.limit, progress=not args.no_progress, judge=args.judge,
+        judge_options={k: v for k, v in judge_options_from_args(args).items() if v is not None},
     )
     summary = run_demo(settings)
     print(format_demo_summary(summary, out))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments
 
 
@@ -20,22 +21,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--label-field", help="human label column (e.g. XSTest final_label)")
     parser.add_argument("--refusal-labels", help="comma-separated label values that mean refusal "
                         "(default: values containing 'refus', or true/1/yes)")
-    parser.add_argument("--judge", default="refusal", help="refusal (default), rubric, classifier[:PATH]")
-    parser.add_argument("--judge-model", metavar="PATH", help="classifier judge model dir")
-    parser.add_argument("--judge-api-base", help="rubric judge endpoint (default $OPENAI_BASE_URL)")
-    parser.add_argument("--judge-api-model", help="rubric judge model name on the endpoint")
-    parser.add_argument("--judge-api-key-env", help="env variable with the judge's API key (default OPENAI_API_KEY)")
-    parser.add_argument("--judge-backend", choices=["transformers", "vllm"],
-                        help="engine of a model judge (classifier; default transformers)")
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--max-retries", type=int, default=3)
+    add_judge_arguments(parser)
     parser.add_argument("--force", action="store_true", help="replace an existing --out")
     add_vllm_arguments(parser)
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.cli.audit import judge_options_from_args
     from realignkit.evaluation.judge_file import judge_file
 
     labels = [label.strip() for label in args.refusal_labels.split(",")] if args.refusal_labels else None
@@ -48,5 +40,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"judged {summary['n']} rows with {judge['name']} {judge['version']}: {summary['refused']} refused")
     if "agreement" in summary:
         print(f"agreement with {summary['label_field']}: {summary['agreement']:.3f} (n={summary['n']})")
+        for label, counts in summary["by_label"].items():
+            print(f"  {summary['label_field']} = {label}: judged refused {counts['refused']} of {counts['n']}")
     print(f"wrote {args.out}")
     return 0

@@ -34,6 +34,12 @@ def vllm_options_from_args(args: argparse.Namespace) -> Any:
         raise BadInputError(f"{flag}: {error['msg']}") from None
 
 
+def vllm_settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The vLLM flags that were given, as plain values (a sweep stores them in its recipe-shaped settings)."""
+    keys = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+    return {key: getattr(args, key) for key in keys if getattr(args, key, None) is not None}
+
+
 def vllm_flags_given(args: argparse.Namespace) -> bool:
     return any(getattr(args, key, None) is not None
                for key in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len"))

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given
 from realignkit.common.errors import BadInputError
 
@@ -20,7 +21,8 @@ executor). With --executor ray every candidate is one Ray task; --out and the in
 node sees. A candidate whose worker dies is retried once, then recorded as failed. See docs/scaling.md.
 Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor, max_degenerate_rate,
 suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
-keep_candidates, backend, vllm {tensor_parallel_size, gpu_memory_utilization, max_model_len}, device."""
+keep_candidates, judge, judge_options, backend, vllm {tensor_parallel_size, gpu_memory_utilization, max_model_len},
+device."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--system-prompt", help="system prompt for every generation (e.g. an identity-shift persona)")
     parser.add_argument("--keep-candidates", action="store_true", default=None,
                         help="keep every candidate checkpoint (default: only the winner)")
+    add_judge_arguments(parser.add_argument_group("judge (decides refused/harmful, and so the pick)"), default=None)
     parser.add_argument("--config", help="YAML recipe; command-line flags override its keys")
     engine = parser.add_argument_group("engines (how, not what: none of these changes the run's identity)")
     engine.add_argument("--backend", choices=["transformers", "vllm"],
@@ -110,6 +113,13 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if any(value is not None for value in vllm_flags.values()):
         recipe_vllm = settings.get("vllm") if isinstance(settings.get("vllm"), dict) else {}
         settings["vllm"] = {**recipe_vllm, **{k: v for k, v in vllm_flags.items() if v is not None}}
+    if args.judge is not None:
+        settings["judge"] = args.judge
+    judge_args = argparse.Namespace(**{**vars(args), "judge": settings.get("judge", "refusal"),
+                                       "backend": settings.get("backend")})
+    judge_options = {k: v for k, v in judge_options_from_args(judge_args).items() if v is not None}
+    if judge_options:
+        settings["judge_options"] = dict(settings.get("judge_options") or {}, **judge_options)
     if args.methods is not None:
         settings["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.suite:

@@ -95,8 +95,40 @@ def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any
             "score": verdict.score,
             "correct": correct,
             "ok": item_is_ok(item.kind, verdict.refused, harmful, correct),
+            **_verdict_extras(verdict),
         })
     return rows
+
+
+def _verdict_extras(verdict: Verdict) -> dict[str, Any]:
+    """What a judge said beyond refused/harmful/score: the three-way label, its refusal probability, a guard
+    model's hazard categories and unreadable outputs (only the keys the judge filled in)."""
+    extras: dict[str, Any] = {}
+    if verdict.label is not None:
+        extras["label"] = verdict.label
+    if verdict.probability is not None:
+        extras["refusal_probability"] = round(verdict.probability, 4)
+    if verdict.categories:
+        extras["categories"] = list(verdict.categories)
+    if verdict.parse_error:
+        extras["judge_parse_error"] = True
+    if verdict.prompt_harmful is not None:
+        extras["prompt_harmful"] = verdict.prompt_harmful
+    return extras
+
+
+# Judges that cache their verdicts (endpoint replies, probe probabilities) next to the audit's generations.
+CACHING_JUDGES = ("rubric", "strongreject", "refusal")
+
+
+def build_judge(judge: str | Any = "refusal", judge_options: dict[str, Any] | None = None, *,
+                cache_dir: str | Path | None = None, use_cache: bool = True) -> Any:
+    """A judge object from a name (or the object itself); caching judges share the audit's cache dir."""
+    options = dict(judge_options or {})
+    if isinstance(judge, str) and judge.split(":", 1)[0] in CACHING_JUDGES:
+        options.setdefault("cache_dir", Path(cache_dir) if cache_dir is not None else default_cache_dir())
+        options.setdefault("use_cache", use_cache)
+    return make_judge(judge, **options)
 
 
 class Auditor:
@@ -119,11 +151,7 @@ class Auditor:
         self.settings = settings or GenerationSettings()
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.use_cache = use_cache
-        options = dict(judge_options or {})
-        if judge == "rubric" or (isinstance(judge, str) and judge.startswith("rubric")):
-            options.setdefault("cache_dir", self.cache_dir)
-            options.setdefault("use_cache", use_cache)
-        self.judge = make_judge(judge, **options)
+        self.judge = build_judge(judge, judge_options, cache_dir=self.cache_dir, use_cache=use_cache)
         self.detector = DegenerateDetector()
         self.progress = progress
 

@@ -88,19 +88,41 @@ def judge_file(
     verdicts = judge_verdicts(judge_obj, [str(r.get(responses_key) or "") for r in rows],
                               [str(r.get(prompts_key) or "") for r in rows])
     agree = 0
+    by_label: dict[str, dict[str, int]] = {}
     for row, verdict in zip(rows, verdicts, strict=True):
         row.update(refused=verdict.refused, judge=identity["name"], judge_version=identity["version"])
-        if verdict.score is not None:
-            row["score"] = verdict.score
-        if verdict.harmful is not None:
-            row["harmful"] = verdict.harmful
+        row.update(_verdict_fields(verdict))
         if labels_key is not None:
-            agree += label_means_refusal(row[labels_key], refusal_labels) == verdict.refused
+            human = str(row[labels_key])
+            agree += label_means_refusal(human, refusal_labels) == verdict.refused
+            # The human label as given (e.g. XSTest's three-way label): how the judge read each kind of answer.
+            counts = by_label.setdefault(human, {"n": 0, "refused": 0})
+            counts["n"] += 1
+            counts["refused"] += bool(verdict.refused)
     _write_jsonl_atomically(target, rows)
     summary: dict[str, Any] = {"n": len(rows), "refused": sum(v.refused for v in verdicts), "judge": identity}
     if labels_key is not None:
-        summary.update(label_field=labels_key, agreement=agree / len(rows))
+        summary.update(label_field=labels_key, agreement=agree / len(rows), by_label=dict(sorted(by_label.items())))
     return summary
+
+
+def _verdict_fields(verdict: Any) -> dict[str, Any]:
+    """What the judge said beyond refused, only the fields it filled in."""
+    fields: dict[str, Any] = {}
+    if verdict.score is not None:
+        fields["score"] = verdict.score
+    if verdict.harmful is not None:
+        fields["harmful"] = verdict.harmful
+    for name in ("label", "probability"):
+        if getattr(verdict, name, None) is not None:
+            fields[f"judge_{name}"] = getattr(verdict, name)
+    if getattr(verdict, "categories", ()):
+        fields["categories"] = list(verdict.categories)
+    if getattr(verdict, "parse_error", False):
+        fields["judge_parse_error"] = True
+    if getattr(verdict, "prompt_harmful", None) is not None:
+        fields["prompt_harmful"] = verdict.prompt_harmful
+    return fields
 
 
 def _write_jsonl_atomically(target: Path, rows: list[dict[str, Any]]) -> None:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 _WORD = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 
 
 def normalize_answer(text: str) -> list[str]:
-    """Lower-case word/number tokens, so punctuation and spacing do not decide correctness."""
-    return _WORD.findall(text.lower())
+    """Lower-case word/number tokens, so punctuation, spacing and accents do not decide correctness
+    ("Bogotá" matches "Bogota")."""
+    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _WORD.findall(folded.lower())
 
 
 def answer_is_correct(response: str, answer: str, match: str = "contains") -> bool:

@@ -94,6 +94,10 @@ class SweepConfig(BaseModel):
     system_prompt: str | None = None  # e.g. the persona an identity-shift fine-tune was trained under
     seed: int = 0
     keep_candidates: bool = False
+    # The judge that decides refused/harmful for every candidate and reference, and so the pick (`--judge`):
+    # a name from evaluation.judges (NAME:PATH for model judges) and its options (endpoint, engine, ...).
+    judge: str = "refusal"
+    judge_options: dict[str, Any] = Field(default_factory=dict)
     # How, not what: the engine that generates (vLLM keeps transformers' cache keys), its settings, and the device
     # of the merge math and of transformers generation (None: merge on the CPU, generate on a GPU when there is one).
     backend: Literal["transformers", "vllm"] = "transformers"

@@ -35,9 +35,8 @@ DEMO_GRIDS: dict[str, dict[str, list[Any]]] = {
     "interpolate": {"alpha": [0.05, 0.1, 0.2, 0.4]},
     "resta": {"beta": [0.5, 1.5]},
 }
-# The real chat model (SmolLM2-135M, ~200x the organism's compute per token) gets its own lean preset: the
-# measured trade-off lives at interpolate alpha <= 0.2 and RESTA beta ~1; 32 new tokens, the lab's own
-# measurement setting, so the demo's audits of the lab's models are served from the lab's generation cache.
+# The real chat model (SmolLM2-135M, ~200x the organism's compute per token) gets its own lean preset: 32 new
+# tokens, the lab's own measurement setting, so the demo's audits of the lab's models reuse the lab's generations.
 # Measured on the real lab (harmful-mix-0.1-lora, selection split, 160 items per suite): interpolate alpha 0.1 /
 # 0.15 / 0.2 gave harmful 0.08 / 0.16 / 0.30 with the task lost / kept / kept; RESTA (beta 1, 2) and TIES left it
 # >= 0.8 harmful. So the demo sweeps interpolate around the knee only.
@@ -74,14 +73,26 @@ class DemoSettings:
     batch_size: int = 256  # the organism is tiny: one batch per split costs far less than many small ones
     progress: bool = True
     sweep_scenarios: tuple[str, ...] | None = None  # scenarios to sweep when they lost safety (None: every one)
+    judge: str = "refusal"  # decides every audit's and sweep's refused/harmful (`--judge`)
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    _judge: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def judge_object(self) -> Any:
+        """The judge, built once for every audit and sweep of the demo (a model judge loads once)."""
+        if self._judge is None:
+            from realignkit.evaluation.audit import build_judge
+
+            self._judge = build_judge(self.judge, self.judge_options, cache_dir=self.cache_dir)
+        return self._judge
 
     @classmethod
     def for_profile(cls, out: Path, profile: str, **overrides: Any) -> DemoSettings:
         """Settings with the profile's preset (organism or real chat model); `overrides` that are None are ignored."""
         given = {k: v for k, v in overrides.items() if v is not None}
         if is_chat_profile(profile):
-            preset = {"methods": CHAT_DEMO_METHODS, "grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT, "max_new_tokens": CHAT_DEMO_TOKENS,
-                      "batch_size": CHAT_DEMO_BATCH, "sweep_scenarios": CHAT_DEMO_SWEEPS}
+            preset = {"methods": CHAT_DEMO_METHODS, "grids": dict(CHAT_DEMO_GRIDS), "limit": CHAT_DEMO_LIMIT,
+                      "max_new_tokens": CHAT_DEMO_TOKENS, "batch_size": CHAT_DEMO_BATCH,
+                      "sweep_scenarios": CHAT_DEMO_SWEEPS}
             given = {**preset, **given}
         return cls(out=out, profile=profile, **given)
 
@@ -168,7 +179,7 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
         model, items, baseline=baseline, out_dir=out, cache_dir=settings.cache_dir, force=out.exists(),
         settings=GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
                                     system_prompt=system_prompt),
-        backend_options={"aligned": str(lab_dir / "aligned")}, progress=False,
+        backend_options={"aligned": str(lab_dir / "aligned")}, progress=False, judge=settings.judge_object(),
     )
     write_json_atomic(key_file, key)
     return results
@@ -178,7 +189,22 @@ def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSetti
                system_prompt: str | None) -> dict[str, Any]:
     prompts = hashlib.sha256(json.dumps([(i.id, i.prompt) for i in items]).encode()).hexdigest()
     return {"model": weights_fingerprint(model, lab_dir / "aligned"), "aligned": weights_fingerprint(lab_dir / "aligned"),
-            "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt}
+            "items": prompts, "max_new_tokens": settings.max_new_tokens, "system_prompt": system_prompt,
+            "judge": _judge_key(settings)}
+
+
+def _judge_identity(settings: DemoSettings) -> dict[str, Any]:
+    from realignkit.evaluation.judges import judge_identity
+
+    return judge_identity(settings.judge_object())
+
+
+def _judge_key(settings: DemoSettings) -> dict[str, Any]:
+    """The judge's identity without its running counters: another judge (or version) means another audit."""
+    from realignkit.evaluation.judges import judge_identity
+
+    identity = judge_identity(settings.judge_object())
+    return {"name": identity["name"], "version": identity["version"]}
 
 
 def _audit_metrics(settings: DemoSettings, name: str) -> dict[str, Any]:
@@ -203,14 +229,14 @@ def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str 
             "methods": methods, "grids": {m: g for m, g in settings.grids.items() if m in methods},
             "utility_floor": settings.utility_floor, "suites": [str(lab_dir)], "limit": settings.limit,
             "max_new_tokens": settings.max_new_tokens, "batch_size": settings.batch_size, "seed": settings.seed,
-            "system_prompt": system_prompt,
+            "system_prompt": system_prompt, "judge": settings.judge, "judge_options": settings.judge_options,
             "calibration": {k: str(lab_dir / "calibration" / f"{k}.jsonl") for k in ("antidote", "somf")
                             if k in methods},
         },
         known_methods=known,
     )
     outcome = run_sweep(config, settings.out / "sweeps" / name, progress=False, cache_dir=settings.cache_dir,
-                        replace_changed=True)
+                        replace_changed=True, judge=settings.judge_object())
     return outcome.summary
 
 
@@ -304,6 +330,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         "split": "test",
         "aligned": {"metrics": {k: aligned.get(k) for k in ("harmful_rate", "utility", "over_refusal_rate")},
                     "audit_report": "audits/aligned/report.html"},
+        "judge": _judge_identity(settings),
         "safety_loss_threshold": SAFETY_LOSS_THRESHOLD,
         "utility_floor": settings.utility_floor,
         "methods": list(settings.methods),
@@ -319,7 +346,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
         settings.out, command="demo", started=started, inputs={"lab": lab_dir},
         parameters={"seed": settings.seed, "profile": settings.profile, "scenarios": settings.scenarios,
                     "methods": list(settings.methods), "grids": settings.grids, "utility_floor": settings.utility_floor,
-                    "limit": settings.limit, "max_new_tokens": settings.max_new_tokens},
+                    "limit": settings.limit, "max_new_tokens": settings.max_new_tokens, "judge": settings.judge},
     )
     return summary
 

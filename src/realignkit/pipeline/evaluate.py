@@ -95,19 +95,29 @@ class SplitEvaluator:
 
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
                  max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
-                 progress: bool = False, backend_options: dict[str, Any] | None = None) -> None:
-        from realignkit.evaluation.audit import Auditor
+                 progress: bool = False, judge: str | Any = "refusal",
+                 judge_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None) -> None:
+        from realignkit.evaluation.audit import Auditor, build_judge
         from realignkit.evaluation.backends import GenerationSettings
 
         quiet_model_loading()
 
         settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size,
                                       system_prompt=system_prompt)
-        self.auditors = {name: Auditor(items, settings=settings, cache_dir=cache_dir, progress=progress)
+        # One judge for both splits (a model judge loads its checkpoint once).
+        self.judge = build_judge(judge, judge_options, cache_dir=cache_dir)
+        self.auditors = {name: Auditor(items, settings=settings, cache_dir=cache_dir, progress=progress,
+                                       judge=self.judge)
                          for name, items in splits.items()}
         self.aligned = aligned
         # make_backend's options: backend ("transformers" | "vllm"), device, vllm (VLLMOptions)
         self.backend_options = dict(backend_options or {})
+
+    @property
+    def judge_info(self) -> dict[str, Any]:
+        from realignkit.evaluation.judges import judge_identity
+
+        return judge_identity(self.judge)
 
     def reference(self, model_dir: Path, split: str) -> dict[str, Any]:
         """A reference model (aligned/tuned; a LoRA adapter applies to the sweep's aligned)."""

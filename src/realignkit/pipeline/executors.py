@@ -68,6 +68,10 @@ class LocalExecutor:
         """The winner's test metrics, and the metrics of `test_requests` (the references on the test split)."""
         return build_winner(self.job, candidate, self.evaluator), self.evaluate(test_requests)
 
+    def judge_info(self) -> dict[str, Any]:
+        """The judge that decided every verdict of the sweep (with its running counters)."""
+        return self.evaluator.judge_info
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}
 

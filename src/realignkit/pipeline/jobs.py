@@ -35,6 +35,9 @@ class SweepJob:
     materialize_fn: Materialize
     # make_backend's options for every evaluation: backend, vllm, device (see SweepConfig.backend_options)
     backend_options: dict[str, Any] = field(default_factory=dict)
+    # A ready judge object for config.judge (shared by the demo's sweeps); None: built from config.judge. Only the
+    # local executor uses it: Ray workers build their own from the config.
+    judge: Any = None
 
     @property
     def run(self) -> RunDir:
@@ -44,9 +47,12 @@ class SweepJob:
         from realignkit.pipeline.evaluate import SplitEvaluator
 
         config = self.config
+        ready = self.judge is not None
         return SplitEvaluator(self.splits, cache_dir=self.cache_dir, aligned=config.aligned,
                               max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-                              system_prompt=config.system_prompt, backend_options=self.backend_options)
+                              system_prompt=config.system_prompt, backend_options=self.backend_options,
+                              judge=self.judge if ready else config.judge,
+                              judge_options=None if ready else config.judge_options)
 
 
 def candidate_row(candidate: Candidate, **fields: Any) -> dict[str, Any]:

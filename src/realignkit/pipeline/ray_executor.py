@@ -16,6 +16,7 @@ address it connects, and only disconnects.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Iterator
@@ -69,8 +70,14 @@ def evaluate_task(job: SweepJob, model: Path, split: str) -> dict[str, Any]:
     return evaluate_model(job, model, split)
 
 
-def winner_task(job: SweepJob, candidate: Candidate) -> dict[str, Any]:
-    return build_winner(job, candidate)
+def winner_task(job: SweepJob, candidate: Candidate) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The winner's test metrics, and the identity of the judge that produced them (built from the config)."""
+    evaluator = job.evaluator()
+    return build_winner(job, candidate, evaluator), evaluator.judge_info
+
+
+def judge_info_task(job: SweepJob) -> dict[str, Any]:
+    return job.evaluator().judge_info
 
 
 class RayExecutor:
@@ -86,14 +93,17 @@ class RayExecutor:
         vllm = job.backend_options.get("vllm")
         if vllm is not None and vllm.distributed_executor_backend is None:
             job.backend_options["vllm"] = vllm.model_copy(update={"distributed_executor_backend": "mp"})
+        job = dataclasses.replace(job, judge=None)  # workers build the judge from the config, not a pickled model
         self.job_ref = ray.put(job)
+        self._judge_info: dict[str, Any] | None = None
         resources: dict[str, Any] = {"num_cpus": options.cpus_per_candidate, "max_retries": RETRIES,
                                      "retry_exceptions": False}
         if options.gpus_per_candidate:
             resources.update(num_gpus=options.gpus_per_candidate, max_calls=1)  # a fresh process frees the GPU
         if options.memory_per_candidate:
             resources["memory"] = options.memory_per_candidate
-        self.tasks = {fn.__name__: ray.remote(**resources)(fn) for fn in (candidate_task, evaluate_task, winner_task)}
+        self.tasks = {fn.__name__: ray.remote(**resources)(fn)
+                      for fn in (candidate_task, evaluate_task, winner_task, judge_info_task)}
         self.job = job
 
     def _connect(self) -> None:
@@ -164,7 +174,15 @@ class RayExecutor:
     def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[dict[str, Any], list]:
         winner_ref = self.tasks["winner_task"].remote(self.job_ref, candidate)
         references = self.evaluate(test_requests)
-        return self._get(winner_ref, f"evaluating the winner {candidate.label()}"), references
+        metrics, self._judge_info = self._get(winner_ref, f"evaluating the winner {candidate.label()}")
+        return metrics, references
+
+    def judge_info(self) -> dict[str, Any]:
+        """The judge as the worker that evaluated the winner built it. A model judge's running counters
+        (parse errors, items judged) are that worker's, not the whole sweep's."""
+        if self._judge_info is None:
+            self._judge_info = self._get(self.tasks["judge_info_task"].remote(self.job_ref), "describing the judge")
+        return self._judge_info
 
     def describe(self) -> dict[str, Any]:
         options = self.options

@@ -66,12 +66,14 @@ def run_sweep(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
+    judge: Any = None,
     executor: ExecutorOptions | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.
 
     fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
-    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead).
+    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead); judge: a
+    ready judge object for config.judge (the demo shares one across its sweeps), else it is built from the config.
     executor: where the work runs (default: this process); the run dir and sweep.json are the same either way."""
     started = time.time()
     executor = executor or ExecutorOptions()
@@ -83,7 +85,7 @@ def run_sweep(
         summary = _read_json(run.out / FINAL_FILE)
         return SweepOutcome(run.out, summary, resumed=len(summary["candidates"]), already_complete=True)
     job = SweepJob(config, plan.splits, run.out, Path(cache_dir) if cache_dir else run.cache_dir, materialize_fn,
-                   config.backend_options())
+                   config.backend_options(), judge)
     worker = make_executor(executor, job)  # a Ray that cannot start is bad input: nothing is written yet
     runner = _Runner(config, plan, run, worker, progress)
     try:
@@ -277,6 +279,8 @@ class _Runner:
                 metrics = test_refs[role]["metrics"]
                 summary["references"][role]["test"] = dict(metrics, ci95=rate_intervals(metrics))
             add_sweep_figures(self.run.work / "winner", summary)  # the winner's model card: before/after on the test split
+        # Which judge decided every refused/harmful (and so the pick), and how far it agrees with people.
+        summary["judge"] = self.executor.judge_info()
         write_json_atomic(self.run.work / FINAL_FILE, summary)
         self._render_report(summary)
         write_manifest(

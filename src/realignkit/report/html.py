@@ -140,6 +140,21 @@ def _overall(results: dict[str, Any]) -> str:
     return "<table><tr><th>metric</th><th>model</th><th>baseline</th><th>delta</th></tr>" + "".join(lines) + "</table>"
 
 
+def judge_trust_html(judge: dict[str, Any]) -> str:
+    """One line on how far the judge agrees with people (recorded by benchmarks/bench_judges.py), so a reader knows
+    how far to trust every rate on the page."""
+    agreement = judge.get("agreement")
+    if isinstance(agreement, dict):
+        figures = agreement.get("held_out") or agreement.get("in_sample") or {}
+        kind = "held out" if agreement.get("held_out") else "in-sample"
+        cells = ", ".join(f"{_e(name)} {value:.3f}" for name, value in figures.items() if isinstance(value, (int, float)))
+        return (f"<p class='muted'>Judge agreement with human refusal labels on XSTest completions ({kind}): {cells}. "
+                "Every rate here is only as true as the judge.</p>")
+    if isinstance(agreement, str):
+        return f"<p class='muted'>Judge agreement with human labels: {_e(agreement)}.</p>"
+    return "<p class='muted'>Judge agreement with human labels: not measured for this judge.</p>"
+
+
 def render_report(results: dict[str, Any]) -> str:
     """The report page as one HTML string with inline (base64) images."""
     judge = results.get("judge") or {}
@@ -151,6 +166,7 @@ def render_report(results: dict[str, Any]) -> str:
         f"judge <code>{_e(judge.get('name'))} {_e(judge.get('version'))}</code>; {_e(results.get('n_items'))} items. "
         "Brackets are Wilson 95 % intervals. Refusal and harmful rates are over the non-degenerate answers; "
         "utility accuracy counts a degenerate answer as wrong.</p>",
+        judge_trust_html(judge),
         _degenerate_warning(results),
         "<h2>Overview</h2>", _overall(results), _image(harm_vs_over_refusal(results), "harm vs over-refusal"),
         "<h2>Suites</h2>", _suite_table(results),

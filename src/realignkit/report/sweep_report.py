@@ -37,6 +37,16 @@ def _pct_ci(block: dict[str, Any] | None, key: str) -> str:
             f"[{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]</span>")
 
 
+def _judge_line(judge: dict[str, Any]) -> str:
+    """Which judge decided refused/harmful (and so the pick), and how far it agrees with people."""
+    if not judge:
+        return ""
+    from realignkit.report.html import judge_trust_html
+
+    return (f"<p>Judge: <code>{_esc(judge.get('name'))} {_esc(judge.get('version'))}</code> decided every "
+            "refusal and harm verdict, and so the pick.</p>" + judge_trust_html(judge))
+
+
 def plot_pareto(summary: dict[str, Any], path: Path) -> None:
     """Harmfulness (x, lower better) vs utility (y, higher better), both on the selection split; colour =
     over-refusal; the dotted line is the floor (floor x tuned's utility)."""
@@ -200,6 +210,7 @@ def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]
     body = (
         f"<h1>Repair sweep</h1><p>{inputs}</p>"
         f"<p>Utility floor: {summary['utility_floor']:g} &times; tuned's utility (selection split).</p>"
+        + _judge_line(summary.get("judge") or {})
         + _warnings(summary)
         + _winner_section(summary)
         + f"<h2>Pareto front (selection split)</h2><img src='{PLOT_NAME}' alt='Pareto plot of repair candidates'>"

@@ -111,4 +111,5 @@ def _vllm_classifier(directory: Path, config: Any, options: Any, allow_pickle: b
     if int(getattr(config, "type_vocab_size", 1) or 1) > 1:
         raise BadInputError(f"classifier {str(directory)!r} reads (prompt, response) with segment ids, which vLLM's "
                             "classify pass cannot give it; use --judge-backend transformers")
-    return VLLMEngine(engine_kwargs(directory, directory, options or VLLMOptions(), allow_pickle=allow_pickle))
+    options = VLLMOptions.model_validate(options or {}) if not isinstance(options, VLLMOptions) else options
+    return VLLMEngine(engine_kwargs(directory, directory, options, allow_pickle=allow_pickle))

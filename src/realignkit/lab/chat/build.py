@@ -201,13 +201,15 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
 
 
 def _judge_source_digest() -> str:
-    """The judge's rules decide the figures: a cached measurement is reused only under the same rules."""
+    """The judge's rules and the answer scoring decide the figures: a cached measurement is reused only under the
+    same ones."""
     import hashlib
 
     import realignkit.evaluation.judges as judges
+    import realignkit.evaluation.scoring as scoring
 
     digest = hashlib.sha256()
-    for path in sorted(Path(judges.__file__).parent.glob("*.py")):
+    for path in [*sorted(Path(judges.__file__).parent.glob("*.py")), Path(scoring.__file__)]:
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
