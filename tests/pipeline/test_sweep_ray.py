@@ -24,7 +24,9 @@ from realignkit.pipeline.sweep import run_sweep  # noqa: E402
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 GRIDS = {"interpolate": {"alpha": [0.2, 0.5]}, "resta": {"beta": [1.0]}}
-SMALL = {"limit": 6, "max_new_tokens": 16}
+# The rules-only judge: these tests are about where the work runs, and the default judge's probe would load its
+# feature model once more in every fresh Ray worker.
+SMALL = {"limit": 6, "max_new_tokens": 16, "judge": "rules"}
 COMPARED = ("harmful_rate", "over_refusal_rate", "utility", "utility_by_suite", "utility_retained", "degenerate_rate",
             "n", "items", "fingerprint")
 
@@ -64,7 +66,8 @@ def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_run, loca
     command = [sys.executable, "-m", "realignkit.cli", "sweep", "--aligned", str(sweep_lab / "aligned"),
                "--tuned", str(sweep_lab / "harmful-mix-0.1-full"), "--base", str(sweep_lab / "base"),
                "--methods", "interpolate,resta", "--grid", "interpolate.alpha=0.2,0.5", "--grid", "resta.beta=1.0",
-               "--limit", "6", "--max-new-tokens", "16", "--no-progress", "--executor", "ray", "--ray-num-cpus", "2",
+               "--limit", "6", "--max-new-tokens", "16", "--judge", "rules", "--no-progress", "--executor", "ray",
+               "--ray-num-cpus", "2",
                "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=ONE_THREAD)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -73,6 +76,7 @@ def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_run, loca
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["execution"]["name"] == "ray" and local_sweep["execution"] == {"name": "local"}
     assert summary["winner"]["id"] == local_sweep["winner"]["id"] is not None
+    assert summary["judge"] == local_sweep["judge"] and summary["judge"]["name"] == "rules"
     ours, theirs = _by_label(summary), _by_label(local_sweep)
     assert set(ours) == set(theirs) == {"interpolate(alpha=0.2)", "interpolate(alpha=0.5)", "resta(beta=1)"}
     for label, row in ours.items():
