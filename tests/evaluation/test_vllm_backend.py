@@ -200,3 +200,35 @@ def test_bf16_checkpoint_keeps_its_dtype(vllm, tmp_path):
     model = build_tiny_llama(tmp_path / "bf16", seed=3, dtype=torch.bfloat16)
     assert make_backend(str(model), "vllm").engine.llm is not None  # the engine is created lazily
     assert vllm.calls.engines[0]["dtype"] == "bfloat16"
+
+
+def test_backend_vllm_makes_model_judges_run_on_vllm_with_the_engine_flags(monkeypatch):
+    """audit --backend vllm --judge llama_guard:ID --tensor-parallel-size 2: the guard's vLLM engine gets TP 2."""
+    import argparse
+    import types
+
+    from realignkit.cli.judge_args import judge_options_from_args
+    from realignkit.evaluation.judges import make_judge
+
+    made = []
+
+    class GuardLLM:
+        def __init__(self, **kwargs):
+            made.append(kwargs)
+
+        def get_tokenizer(self):
+            return None
+
+    fake = types.ModuleType("vllm")
+    fake.LLM = GuardLLM
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    args = argparse.Namespace(judge="llama_guard:org/guard", judge_model=None, judge_backend=None, judge_device=None,
+                              backend="vllm", tensor_parallel_size=2, gpu_memory_utilization=None, max_model_len=512)
+    options = judge_options_from_args(args)
+    assert options["backend"] == "vllm" and options["vllm"] == {"tensor_parallel_size": 2, "max_model_len": 512}
+    make_judge(args.judge, **options)
+    assert made == [{"model": "org/guard", "tensor_parallel_size": 2, "max_model_len": 512}]
+    classifier = judge_options_from_args(argparse.Namespace(**{**vars(args), "judge": "classifier:/x"}))
+    assert classifier["backend"] == "vllm"
+    transformers = judge_options_from_args(argparse.Namespace(**{**vars(args), "backend": "transformers"}))
+    assert transformers["backend"] is None and "vllm" not in transformers
