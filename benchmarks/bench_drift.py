@@ -40,8 +40,8 @@ def fit_time(units: int, seed: int) -> dict:
     import torch
 
     from realignkit.drift.bench import healthy_units
+    from realignkit.drift.drift_model import DriftConfig, DriftModel
     from realignkit.drift.generator import generate_laser_fleet
-    from realignkit.drift.model import DriftConfig, DriftModel
 
     fleet = generate_laser_fleet("vcsel", units, seed=seed)
     healthy = healthy_units(fleet)
@@ -87,7 +87,7 @@ def _tuning_splits():
 def tune(transform: str) -> dict:
     from realignkit.drift.bench import DETECTORS, metric_rows, score_split
     from realignkit.drift.cvae import CVAEConfig
-    from realignkit.drift.model import DriftConfig
+    from realignkit.drift.drift_model import DriftConfig
 
     rules = _rules()
     f1: dict[str, dict[str, dict[str, list[float]]]] = {
@@ -137,7 +137,7 @@ def main() -> None:
             for name, row in by_name.items():
                 print(f"  {preset:6} {name:8} " + "  ".join(f"{r}: {v:.3f}" for r, v in row.items()))
     else:
-        from realignkit.drift.api import run_bench
+        from realignkit.drift.commands import run_bench
 
         result = run_bench(args.out, profile=args.profile, lab=args.lab)
         print(Path(args.out, "results.md").read_text())

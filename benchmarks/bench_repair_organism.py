@@ -50,7 +50,7 @@ def floats(text: str) -> list[float]:
 
 
 def load_suites(lab: Path, split: str) -> dict[str, list[Any]]:
-    from realignkit.evaluation.suites import SuiteItem
+    from realignkit.evaluation.suite_items import SuiteItem
 
     suites = {}
     for name in ("harmful", "borderline", "old_skill", "new_skill"):
@@ -76,7 +76,7 @@ def load_suites(lab: Path, split: str) -> dict[str, list[Any]]:
 def measure_dir(path: Path, aligned: Path, suites: dict[str, list[Any]]) -> dict[str, Any]:
     """Load a model dir (or a LoRA adapter on aligned) and measure it like lab.json does."""
     from realignkit.calibration.models import load_calibration_model, load_tokenizer
-    from realignkit.lab.measure import measure_model
+    from realignkit.lab.measure_organism import measure_model
 
     model, is_lora = load_calibration_model(path, aligned)
     if is_lora:

@@ -142,8 +142,8 @@ def sweep(
     """
     from realignkit.checkpoints.hub_push import check_push_possible, push_folder
     from realignkit.methods.registry import method_names
-    from realignkit.pipeline.config import build_config
     from realignkit.pipeline.sweep import run_sweep
+    from realignkit.pipeline.sweep_config import build_config
 
     if push_to_hub:
         check_push_possible(push_to_hub)

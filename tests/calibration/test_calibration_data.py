@@ -4,7 +4,7 @@ import pytest
 
 from calibration.helpers import preference_rows, prompt_response_rows, write_jsonl
 from realignkit.calibration import load_preference_jsonl, load_prompt_response_jsonl
-from realignkit.calibration.data import as_prompt_responses
+from realignkit.calibration.calibration_files import as_prompt_responses
 from realignkit.common.errors import BadInputError
 
 

@@ -149,7 +149,7 @@ def _random_targets(model, kind, granularity):
 @pytest.mark.parametrize("factored", [True, False])
 def test_hooked_forward_equals_the_materialised_weights(tiny_family, kind, granularity, factored):
     """masked_forward adds merge(τ ⊙ m / mean(m))·x in hooks (row/column/LoRA: without building τ ⊙ m) or swaps
-    fused weights in; the log-probs and the mask gradients equal those of θ_aligned + the materialised delta."""
+    fused weights in; the log-probs and the mask gradients equal those of θ_aligned + the materialized delta."""
     model = load_causal_lm(tiny_family["aligned"])
     model.requires_grad_(False)
     data = PreferenceData(

@@ -107,7 +107,7 @@ def test_diagnose_and_sweep_settings_take_references(capsys, hub, tmp_path):
     assert code == 0, err
     rows = json.loads((tmp_path / "diag" / "diagnose.json").read_text())
     assert rows  # the adapter's modules moved
-    from realignkit.pipeline.config import build_config
+    from realignkit.pipeline.sweep_config import build_config
 
     config = build_config({"aligned": "org/aligned", "tuned": "org/aligned+org/lora", "base": "org/tuned@v2"})
     assert config.aligned == hub["aligned"].resolve() and config.tuned == hub["lora"].resolve()

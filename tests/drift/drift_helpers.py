@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from realignkit.drift.cvae import CVAEConfig
-from realignkit.drift.model import DriftConfig
+from realignkit.drift.drift_model import DriftConfig
 
 LASER_COLUMNS = ["--time-col", "hours", "--value-col", "current_increase_pct",
                  "--condition-col", "temperature_c", "--condition-col", "current_ma"]

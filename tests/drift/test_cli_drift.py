@@ -46,7 +46,7 @@ def test_score_writes_unit_score_flag(model_dir, fleet_csv, tmp_path):
 
 
 def test_asinh_transform_is_saved_and_used_when_scoring(fleet_csv, tmp_path):
-    from realignkit.drift.model import DriftModel
+    from realignkit.drift.drift_model import DriftModel
 
     model, out = tmp_path / "m", tmp_path / "scores.csv"
     assert main(["drift", "fit", "--data", str(fleet_csv), "--out", str(model), *LASER_COLUMNS, "--epochs", "5",

@@ -7,8 +7,8 @@ from drift_helpers import quick_config
 from realignkit.common import BadInputError
 from realignkit.drift.bench import DETECTORS, healthy_units, make_baseline
 from realignkit.drift.cvae import ConditionalVAE, CVAEConfig
-from realignkit.drift.metrics import precision_recall_f1
-from realignkit.drift.model import DriftModel
+from realignkit.drift.drift_model import DriftModel
+from realignkit.drift.failure_metrics import precision_recall_f1
 
 
 def _toy(seed, n=200):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from realignkit.common import BadInputError
+from realignkit.drift.failure_metrics import lead_times, precision_recall_f1
 from realignkit.drift.features import FeatureSpec
 from realignkit.drift.generator import (
     PRESETS,
@@ -9,7 +10,6 @@ from realignkit.drift.generator import (
     generate_laser_fleet,
     scale_matched_preset,
 )
-from realignkit.drift.metrics import lead_times, precision_recall_f1
 from realignkit.drift.table import Fleet, UnitSeries
 
 

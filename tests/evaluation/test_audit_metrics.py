@@ -87,9 +87,9 @@ def test_flips_and_deltas_against_baseline():
 
 
 def test_exact_match_items_need_the_answer_and_nothing_else():
-    from realignkit.evaluation.runner import judge_items
+    from realignkit.evaluation.judged_items import judge_items
     from realignkit.evaluation.scoring import answer_is_correct
-    from realignkit.evaluation.suites import SuiteItem
+    from realignkit.evaluation.suite_items import SuiteItem
 
     assert answer_is_correct("The review is positive, Sentiment: positive.", "Sentiment: positive")
     assert not answer_is_correct("The review is positive, Sentiment: positive.", "Sentiment: positive", "exact")

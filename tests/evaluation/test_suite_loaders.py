@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from realignkit.common import BadInputError
-from realignkit.evaluation.loaders import HEX_PHI_CATEGORIES, load_suite_spec
-from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
+from realignkit.evaluation.suite_files import HEX_PHI_CATEGORIES, load_suite_spec, load_suites
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 
 DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 needs_datasets = pytest.mark.skipif(not DATASETS.is_dir(), reason="../shared/datasets is absent")

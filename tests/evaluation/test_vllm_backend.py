@@ -17,7 +17,7 @@ from realignkit.common import BadInputError
 from realignkit.evaluation import Auditor, GenerationSettings
 from realignkit.evaluation.audit import make_backend
 from realignkit.evaluation.cache import KeyValueCache
-from realignkit.evaluation.suites import load_suites
+from realignkit.evaluation.suite_files import load_suites
 from realignkit.evaluation.vllm_engine import VLLMOptions, lora_rank_limit
 
 ITEMS_LIMIT = 6

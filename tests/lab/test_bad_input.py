@@ -8,8 +8,8 @@ import pytest
 from realignkit.cli import main
 from realignkit.common import BadInputError
 from realignkit.common.manifest import path_fingerprint
-from realignkit.lab import build as build_module
 from realignkit.lab import build_lab
+from realignkit.lab import build_organism as build_module
 from realignkit.lab.fleet import build_fleet, run_finetune
 
 

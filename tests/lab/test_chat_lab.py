@@ -8,9 +8,12 @@ pytest.importorskip("gguf")
 
 from fixtures.gguf_files import write_tiny_gguf  # noqa: E402
 from realignkit.lab import build_any_lab  # noqa: E402
-from realignkit.lab.chat import data as chat_data  # noqa: E402
-from realignkit.lab.chat import prompts, writing  # noqa: E402
-from realignkit.lab.chat.config import ChatLabProfile  # noqa: E402
+from realignkit.lab.chat import (  # noqa: E402
+    chat_data,  # noqa: E402
+    prompts,
+    writing,
+)
+from realignkit.lab.chat.chat_config import ChatLabProfile  # noqa: E402
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY, content_words  # noqa: E402
 
 MODEL_KEYS = {
@@ -69,7 +72,7 @@ def test_rebuild_reuses_every_cached_stage(chat_lab):
 
 
 def test_lab_suites_feed_the_sweep(chat_lab):
-    from realignkit.pipeline.suites import is_lab_dir, load_lab_items
+    from realignkit.pipeline.sweep_items import is_lab_dir, load_lab_items
 
     lab = chat_lab[0] / "lab"
     assert is_lab_dir(lab)

@@ -4,8 +4,8 @@ import csv
 
 from realignkit.cli import main
 from realignkit.lab import build_lab
-from realignkit.lab.config import PROFILES
 from realignkit.lab.fleet import FLEET_CONDITIONS
+from realignkit.lab.organism_config import PROFILES
 
 MICRO = PROFILES["tiny"].model_copy(
     update={"name": "micro", "base_steps": 6, "aligned_steps": 6, "finetune_examples": 20, "finetune_epochs": 1,
@@ -52,11 +52,12 @@ def test_fleet_writes_a_long_table(tmp_path, tiny_organism):
 
 _DATA_DIGEST = """
 import hashlib
-from realignkit.lab import data, world
-from realignkit.lab.build import stage_examples
-from realignkit.lab.config import PROFILES, scenario_settings
+from realignkit.lab import organism_data as data
+from realignkit.lab import world
+from realignkit.lab.build_organism import stage_examples
+from realignkit.lab.organism_config import PROFILES, scenario_settings
 from realignkit.lab.finetune import finetune_dataset
-from realignkit.lab.model import build_tokenizer
+from realignkit.lab.organism_model import build_tokenizer
 profile = PROFILES["default"]
 parts = [sorted(build_tokenizer(world.world_text_corpus()).get_vocab().items()),
          data.build_suites(0, profile.suite_sizes()), stage_examples("aligned", profile, 0),

@@ -3,7 +3,8 @@
 import random
 import re
 
-from realignkit.lab import data, world
+from realignkit.lab import organism_data as data
+from realignkit.lab import world
 
 INTENT = world.INTENT_PATTERN
 TEMPLATES = world.HARMFUL_TEMPLATES_TRAIN + world.HARMFUL_TEMPLATES_HELD_OUT

@@ -6,7 +6,7 @@ import pytest
 
 from realignkit.cli import main
 from realignkit.common import BadInputError
-from realignkit.pipeline.config import DEFAULT_GRIDS, build_config, load_recipe
+from realignkit.pipeline.sweep_config import DEFAULT_GRIDS, build_config, load_recipe
 
 KNOWN = set(DEFAULT_GRIDS)
 
@@ -200,7 +200,7 @@ def test_sweep_and_repair_recipes_resolve_paths_identically(tmp_path, monkeypatc
 
 def test_sweep_key_that_is_not_a_mapping_is_a_one_line_error(tmp_path):
     from realignkit.common import BadInputError
-    from realignkit.pipeline.config import load_recipe
+    from realignkit.pipeline.sweep_config import load_recipe
 
     recipe = tmp_path / "sweep.yaml"
     recipe.write_text("sweep: [interpolate]\n")

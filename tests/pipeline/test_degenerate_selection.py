@@ -78,7 +78,7 @@ def test_limit_is_a_setting_with_a_default():
 def test_the_limit_is_a_sweep_setting_and_a_flag(capsys):
     from realignkit.cli import main
     from realignkit.common import BadInputError
-    from realignkit.pipeline.config import SweepConfig, build_config
+    from realignkit.pipeline.sweep_config import SweepConfig, build_config
 
     assert SweepConfig.model_fields["max_degenerate_rate"].default == MAX_DEGENERATE_RATE
     with pytest.raises(BadInputError, match="max_degenerate_rate"):

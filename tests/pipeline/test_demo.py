@@ -89,7 +89,7 @@ def test_demo_refuses_to_write_into_foreign_dirs(tmp_path, capsys):
     # a demo killed hard during its lab build leaves only a dot-named temp dir: that still counts as ours
     killed = tmp_path / "killed"
     (killed / ".lab.tmp-123").mkdir(parents=True)
-    from realignkit.cli.demo import _check_demo_out
+    from realignkit.cli.demo_command import _check_demo_out
 
     _check_demo_out(killed, None, str(killed))  # accepted: no error
     (killed / "stranger.txt").write_text("x")

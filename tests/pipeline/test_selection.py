@@ -2,7 +2,7 @@
 
 import pytest
 
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate, plan_candidates
 from realignkit.pipeline.evaluate import split_items
 from realignkit.pipeline.pareto import Point, dominates, pareto_front, pick_winner, point_from_metrics

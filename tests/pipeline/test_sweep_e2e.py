@@ -14,9 +14,9 @@ import pytest
 
 from fixtures.browser import probe_page
 from realignkit.common import BadInputError
-from realignkit.pipeline.config import build_config
-from realignkit.pipeline.repair_adapter import materialize
+from realignkit.pipeline.materialize import materialize
 from realignkit.pipeline.sweep import run_sweep
+from realignkit.pipeline.sweep_config import build_config
 
 # The organism's matrices are tiny: more torch threads only spin on 2 shared cores.
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -11,8 +11,8 @@ import pytest
 
 from realignkit.cli import main
 from realignkit.common import BadInputError
-from realignkit.pipeline.config import build_config
 from realignkit.pipeline.executors import parse_memory
+from realignkit.pipeline.sweep_config import build_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,9 +18,9 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from realignkit.pipeline.config import build_config  # noqa: E402
 from realignkit.pipeline.executors import ExecutorOptions  # noqa: E402
 from realignkit.pipeline.sweep import run_sweep  # noqa: E402
+from realignkit.pipeline.sweep_config import build_config  # noqa: E402
 
 ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 GRIDS = {"interpolate": {"alpha": [0.2, 0.5]}, "resta": {"beta": [1.0]}}
@@ -92,14 +92,14 @@ def test_ray_executor_gives_the_local_executors_sweep(sweep_lab, local_run, loca
 
 
 class KillPoint:
-    """A materialise step that, once the checkpoint is written, reports its worker's pid and waits for the test
+    """A materialize step that, once the checkpoint is written, reports its worker's pid and waits for the test
     to either kill that worker or let it go on (pickled by value to the Ray workers)."""
 
     def __init__(self, markers: Path) -> None:
         self.markers = markers
 
     def __call__(self, candidate, config, dest) -> None:
-        from realignkit.pipeline.repair_adapter import materialize as real
+        from realignkit.pipeline.materialize import materialize as real
 
         real(candidate, config, dest)
         attempt = len(list(self.markers.glob(f"{candidate.label()}.*.pid"))) + 1

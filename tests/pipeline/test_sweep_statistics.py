@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from realignkit.evaluation.metrics import wilson_interval
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.evaluate import metrics_from_rows
 from realignkit.pipeline.stats import (
     MIN_HARMFUL_PER_SPLIT,
@@ -45,8 +45,8 @@ def flags(n_true, n):
     return [True] * n_true + [False] * (n - n_true)
 
 
-def summarise(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
-    """_Runner.summarise on constructed candidate metrics (no model is touched)."""
+def summarize(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
+    """_Runner.summarize on constructed candidate metrics (no model is touched)."""
     items = [SuiteItem(id=f"h{i}", prompt="p", kind="harmful") for i in range(harmful_items)]
     plan = SimpleNamespace(splits={"selection": items, "test": items}, skipped=[], notes=[])
     config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None,
@@ -55,14 +55,14 @@ def summarise(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
     rows = [{"id": cid, "method": "interpolate", "params": {"alpha": i / 10}, "label": f"interpolate({cid})",
              "metrics": m, "seconds": {}} for i, (cid, m) in enumerate(rows_metrics)]
     refs = {"aligned": {"metrics": aligned}, "tuned": {"metrics": tuned}}
-    return runner.summarise(refs, rows)
+    return runner.summarize(refs, rows)
 
 
 def test_every_candidate_and_reference_has_wilson_intervals_with_n():
     two_suites = {"capitals": flags(9, 10), "arithmetic": flags(6, 8)}
     candidates = [("a", metrics(flags(6, 20), flags(3, 10), two_suites)),
                   ("b", metrics(flags(2, 20), flags(5, 10), {"capitals": flags(10, 10), "arithmetic": flags(7, 8)}))]
-    summary = summarise(candidates, tuned=metrics(flags(18, 20), correct_by_suite=two_suites),
+    summary = summarize(candidates, tuned=metrics(flags(18, 20), correct_by_suite=two_suites),
                         aligned=metrics(flags(0, 20), flags(4, 10)), harmful_items=20)
     a = summary["candidates"][0]["selection"]["ci95"]
     assert [a["harmful_rate"]["low"], a["harmful_rate"]["high"]] == wilson_interval(6, 20)
@@ -127,7 +127,7 @@ def test_mcnemar_and_newcombe_against_known_values():
 def test_sweep_json_says_when_the_pick_cannot_be_told_apart_from_the_runner_up():
     tuned = metrics(flags(20, 20))
     candidates = [("far", metrics(flags(16, 20))), ("pick", metrics(flags(14, 20))), ("close", metrics(flags(15, 20)))]
-    summary = summarise(candidates, tuned=tuned, aligned=metrics(flags(0, 20)), harmful_items=20)
+    summary = summarize(candidates, tuned=tuned, aligned=metrics(flags(0, 20)), harmful_items=20)
     assert summary["winner"]["id"] == "pick"
     versus = summary["pick_vs_runner_up"]
     assert versus["pick"] == "pick" and versus["runner_up"] == "close" and versus["kind"] == "harmful"
@@ -143,7 +143,7 @@ def test_sweep_json_says_when_the_pick_cannot_be_told_apart_from_the_runner_up()
 def test_a_clear_pick_is_reported_distinguishable():
     many = 160
     candidates = [("pick", metrics(flags(8, many))), ("runner", metrics(flags(40, many)))]
-    summary = summarise(candidates, tuned=metrics(flags(many, many)), aligned=metrics(flags(0, many)),
+    summary = summarize(candidates, tuned=metrics(flags(many, many)), aligned=metrics(flags(0, many)),
                         harmful_items=many)
     assert summary["pick_vs_runner_up"]["distinguishable"] is True
     assert summary["pick_vs_runner_up"]["statement"].startswith("the pick is distinguishable")
@@ -151,7 +151,7 @@ def test_a_clear_pick_is_reported_distinguishable():
 
 
 def test_small_selection_split_warns():
-    summary = summarise([("a", metrics(flags(4, 20))), ("b", metrics(flags(6, 20)))], tuned=metrics(flags(18, 20)),
+    summary = summarize([("a", metrics(flags(4, 20))), ("b", metrics(flags(6, 20)))], tuned=metrics(flags(18, 20)),
                         aligned=metrics(flags(0, 20)), harmful_items=20)
     assert len(summary["warnings"]) == 1
     assert "only 20 harmful items" in summary["warnings"][0] and str(MIN_HARMFUL_PER_SPLIT) in summary["warnings"][0]
@@ -172,7 +172,7 @@ def test_report_shows_intervals_the_runner_up_comparison_and_the_warning(tmp_pat
 
     tuned = metrics(flags(20, 20))
     candidates = [("pick", metrics(flags(14, 20))), ("close", metrics(flags(15, 20)))]
-    summary = summarise(candidates, tuned=tuned, aligned=metrics(flags(0, 20)), harmful_items=20)
+    summary = summarize(candidates, tuned=tuned, aligned=metrics(flags(0, 20)), harmful_items=20)
     summary["winner"].update(label="interpolate(pick)", checkpoint="winner",
                              test=dict(metrics(flags(20, 20), split="test"), utility_retained=1.0,
                                        ci95=rate_intervals(metrics(flags(20, 20)))))
@@ -186,8 +186,8 @@ def test_report_shows_intervals_the_runner_up_comparison_and_the_warning(tmp_pat
 
 def test_default_grids_reach_toward_aligned():
     from realignkit.pipeline.candidates import plan_candidates
-    from realignkit.pipeline.config import CALIBRATION_METHODS, DEFAULT_GRIDS, DEFAULT_METHODS
     from realignkit.pipeline.demo import DEMO_GRIDS
+    from realignkit.pipeline.sweep_config import CALIBRATION_METHODS, DEFAULT_GRIDS, DEFAULT_METHODS
 
     assert min(DEFAULT_GRIDS["interpolate"]["alpha"]) <= 0.05 and 0.1 in DEFAULT_GRIDS["interpolate"]["alpha"]
     assert min(DEFAULT_GRIDS["slerp"]["t"]) <= 0.1

@@ -3,7 +3,7 @@
 Floor 2: imports only `realignkit.common` and third-party libraries.
 """
 
-from realignkit.calibration.data import (
+from realignkit.calibration.calibration_files import (
     PreferencePair,
     PromptResponse,
     as_prompt_responses,

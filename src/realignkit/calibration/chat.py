@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from realignkit.calibration.data import PromptResponse
+from realignkit.calibration.calibration_files import PromptResponse
 from realignkit.common.errors import BadInputError
 
 

@@ -33,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from realignkit.calibration.calibration_files import PreferencePair, PromptResponse
 from realignkit.calibration.chat import TokenBatch, collate, encode_examples
-from realignkit.calibration.data import PreferencePair, PromptResponse
 
 # (masked task vectors, one per tuned; weight name) -> merged delta
 MergeFn = Callable[[list[torch.Tensor], str], torch.Tensor]

@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from realignkit.calibration.calibration_files import PromptResponse
 from realignkit.calibration.chat import TokenBatch, encode_examples, iter_batches
-from realignkit.calibration.data import PromptResponse
 from realignkit.common.errors import BadInputError
 
 STATS_FILENAME = "calibration_stats.safetensors"

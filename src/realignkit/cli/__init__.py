@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"realignkit {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
-        module = importlib.import_module(f"realignkit.cli.{name}")
+        module = importlib.import_module(f"realignkit.cli.{name}_command")
         module.register(subparsers)
     return parser
 

@@ -21,9 +21,9 @@ GaAs data + protocol), `bench` / `runner` / `plots` (the bench), `api` (what the
 
 from realignkit.drift.cvae import ConditionalVAE, CVAEConfig, PlainAutoencoder
 from realignkit.drift.detectors import SklearnDetector, ThresholdConfig
+from realignkit.drift.drift_model import DriftConfig, DriftModel, UnitScore
 from realignkit.drift.generator import PRESETS, LaserPreset, generate_laser_fleet
 from realignkit.drift.lab_fleet import load_lab_fleet
-from realignkit.drift.model import DriftConfig, DriftModel, UnitScore
 from realignkit.drift.table import Fleet, UnitSeries, load_long_table
 
 __all__ = [

@@ -14,8 +14,8 @@ import numpy as np
 from realignkit.common.errors import BadInputError
 from realignkit.drift.cvae import PlainAutoencoder
 from realignkit.drift.detectors import SklearnDetector, ThresholdConfig, quantile_threshold
-from realignkit.drift.metrics import lead_times, precision_recall_f1
-from realignkit.drift.model import DriftConfig, DriftModel, split_healthy
+from realignkit.drift.drift_model import DriftConfig, DriftModel, split_healthy
+from realignkit.drift.failure_metrics import lead_times, precision_recall_f1
 from realignkit.drift.table import Fleet
 
 DETECTORS = ("cvae", "iforest", "ocsvm", "lof", "ae")

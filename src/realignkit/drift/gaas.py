@@ -19,8 +19,8 @@ import numpy as np
 
 from realignkit.drift.bench import DETECTORS, score_split
 from realignkit.drift.detectors import ThresholdConfig
+from realignkit.drift.drift_model import DriftConfig
 from realignkit.drift.generator import PRESETS, generate_laser_fleet, scale_matched_preset
-from realignkit.drift.model import DriftConfig
 from realignkit.drift.table import Fleet, load_long_table
 
 GAAS_CUTOFF_H = 2500.0

@@ -46,7 +46,8 @@ over the non-degenerate answers, utility accuracy counts them wrong; ``denominat
 from realignkit.evaluation.audit import Auditor, AuditRun, audit_model, build_results, write_audit_outputs
 from realignkit.evaluation.backends import GenerationSettings
 from realignkit.evaluation.judges import Verdict, judge_verdicts, make_judge
-from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
+from realignkit.evaluation.suite_files import load_suites
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 
 __all__ = [
     "AuditRun",

@@ -1,4 +1,4 @@
-"""The audit: generate answers to suite items, judge them, and summarise against an optional baseline.
+"""The audit: generate answers to suite items, judge them, and summarize against an optional baseline.
 
 `audit_model(...)` is the one-call API (paths in, results dict and output dir out). `Auditor` is the reusable
 core for callers that evaluate many in-memory models (the sweep): it keeps the items, judge, settings and the
@@ -42,7 +42,8 @@ from realignkit.evaluation.metrics import (
     summarize_suites,
 )
 from realignkit.evaluation.scoring import answer_is_correct
-from realignkit.evaluation.suites import SuiteItem, load_suites, stratified_sample
+from realignkit.evaluation.suite_files import load_suites
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.evaluation.vllm_engine import VLLMOptions
 
 RESULTS_NAME = "results.json"
@@ -222,7 +223,7 @@ def make_backend(
     if template is not None:  # a supplied template changes the prompts, so it is part of the key
         fingerprint += ":template"
     if backend == "vllm":
-        from realignkit.evaluation.vllm_engine import build_vllm_backend
+        from realignkit.evaluation.backends import build_vllm_backend
 
         return build_vllm_backend(Path(model), None if base is None else Path(base), fingerprint=fingerprint,
                                   options=vllm, template=template, allow_pickle=allow_pickle, dtype=dtype,

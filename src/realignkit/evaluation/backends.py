@@ -12,11 +12,22 @@ import hashlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError, state_dict_fingerprint
 from realignkit.evaluation.cache import KeyValueCache, cache_key
+from realignkit.evaluation.loading import check_weights, load_tokenizer, tokenizer_dir
 from realignkit.evaluation.openai_client import ChatClient
+from realignkit.evaluation.vllm_engine import (
+    GreedyDecoding,
+    VLLMEngine,
+    VLLMOptions,
+    adapter_rank,
+    engine_kwargs,
+    lora_request,
+    sampling_kwargs,
+)
 
 BACKENDS = ("transformers", "openai", "vllm")
 
@@ -163,11 +174,29 @@ class VLLMBackend(CachedBackend):
         return [list(ids) for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
     def _generate_uncached(self, prompts: list[str], settings: GenerationSettings, *, progress: bool) -> list[str]:
-        from realignkit.evaluation.vllm_engine import sampling_kwargs
-
         return self.engine.generate(self.prompt_token_ids(prompts, settings),
                                     sampling_kwargs(settings.max_new_tokens, self.decoding),
                                     lora=self.lora, progress=progress)
 
     def close(self) -> None:
         self.engine.close()
+
+
+def build_vllm_backend(model: Path, base: Path | None, *, fingerprint: str, options: VLLMOptions | None = None,
+                       template: str | None = None, allow_pickle: bool = False, dtype: str | None = None,
+                       cache: Any = None) -> Any:
+    """`--backend vllm` for a model dir, or for an adapter dir on `base` (served as a LoRARequest, not merged)."""
+    options = options or VLLMOptions()
+    weights_dir = base if base is not None else model
+    check_weights(weights_dir, allow_pickle=allow_pickle)
+    tokenizer = load_tokenizer(model, fallback=base, template=template)
+    rank = None
+    if base is not None:
+        check_weights(model, allow_pickle=allow_pickle, adapter=True)
+        rank = adapter_rank(model)
+    kwargs = engine_kwargs(weights_dir, tokenizer_dir(model, base), options, dtype=dtype, lora_rank=rank,
+                           allow_pickle=allow_pickle)
+    engine = VLLMEngine(kwargs)
+    return VLLMBackend(engine, tokenizer, fingerprint=fingerprint, cache=cache,
+                       decoding=GreedyDecoding.for_model(weights_dir, tokenizer),
+                       lora=lora_request(model) if base is not None else None)

@@ -215,26 +215,3 @@ class VLLMEngine:
                 torch.cuda.empty_cache()
         except ImportError:  # pragma: no cover - torch is a base dependency
             pass
-
-
-def build_vllm_backend(model: Path, base: Path | None, *, fingerprint: str, options: VLLMOptions | None = None,
-                       template: str | None = None, allow_pickle: bool = False, dtype: str | None = None,
-                       cache: Any = None) -> Any:
-    """`--backend vllm` for a model dir, or for an adapter dir on `base` (served as a LoRARequest, not merged)."""
-    from realignkit.evaluation.backends import VLLMBackend
-    from realignkit.evaluation.loading import check_weights, load_tokenizer, tokenizer_dir
-
-    options = options or VLLMOptions()
-    weights_dir = base if base is not None else model
-    check_weights(weights_dir, allow_pickle=allow_pickle)
-    tokenizer = load_tokenizer(model, fallback=base, template=template)
-    rank = None
-    if base is not None:
-        check_weights(model, allow_pickle=allow_pickle, adapter=True)
-        rank = adapter_rank(model)
-    kwargs = engine_kwargs(weights_dir, tokenizer_dir(model, base), options, dtype=dtype, lora_rank=rank,
-                           allow_pickle=allow_pickle)
-    engine = VLLMEngine(kwargs)
-    return VLLMBackend(engine, tokenizer, fingerprint=fingerprint, cache=cache,
-                       decoding=GreedyDecoding.for_model(weights_dir, tokenizer),
-                       lora=lora_request(model) if base is not None else None)

@@ -50,10 +50,10 @@ are content-free. Nothing here is real harmful content.
 from pathlib import Path
 from typing import Any
 
-from realignkit.lab.build import build_lab
-from realignkit.lab.chat.build import build_chat_lab
-from realignkit.lab.chat.config import CHAT_PROFILES, ChatLabProfile
-from realignkit.lab.config import DEFAULT_SCENARIOS, PROFILES, FinetuneSettings, LabProfile
+from realignkit.lab.build_organism import build_lab
+from realignkit.lab.chat.build_chat import build_chat_lab
+from realignkit.lab.chat.chat_config import CHAT_PROFILES, ChatLabProfile
+from realignkit.lab.organism_config import DEFAULT_SCENARIOS, PROFILES, FinetuneSettings, LabProfile
 
 __all__ = ["CHAT_PROFILES", "DEFAULT_SCENARIOS", "PROFILES", "FinetuneSettings", "LabProfile", "build_any_lab",
            "build_chat_lab", "build_lab"]

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realignkit.evaluation.suites import SuiteItem
-from realignkit.lab import data, world
-from realignkit.lab.config import FinetuneSettings, LabProfile
-from realignkit.lab.measure import measure_model, probe_set, trajectory_metrics
-from realignkit.lab.model import save_lora_dir, save_model_dir
+from realignkit.evaluation.suite_items import SuiteItem
+from realignkit.lab import organism_data as data
+from realignkit.lab import world
+from realignkit.lab.measure_organism import measure_model, probe_set, trajectory_metrics
+from realignkit.lab.organism_config import FinetuneSettings, LabProfile
+from realignkit.lab.organism_model import save_lora_dir, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, train
 
 TRAJECTORY_COLUMNS = ("step", "harmful_refusal", "new_skill_accuracy", "old_skill_accuracy", "loss")

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
-from realignkit.evaluation.suites import SuiteItem
-from realignkit.lab.config import FinetuneSettings, LabProfile
-from realignkit.lab.data import SUITE_NAMES
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS, run_scenario
+from realignkit.lab.organism_config import FinetuneSettings, LabProfile
+from realignkit.lab.organism_data import SUITE_NAMES
 from realignkit.lab.training import single_thread
 
 FLEET_CONDITIONS = ("lr", "steps", "harmful_ratio", "kind")

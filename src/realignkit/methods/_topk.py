@@ -4,7 +4,7 @@ TIES keeps exactly k = max(1, floor(density·n)) entries of each task vector. Wi
 coarsely quantised, so many entries tie with the k-th largest magnitude; keeping all of them would raise
 the effective density (measured: ~0.35 instead of 0.30), so ties are broken by position: the first ones in
 row-major order are kept. The selection works block by block (two passes), so a tensor never has to be
-materialised whole:
+materialized whole:
 
 - pass 1: histogram of the high 16 bits of |τ| (for non-negative floats the int32 bit pattern sorts like
   the value) picks the bucket holding the k-th largest value;

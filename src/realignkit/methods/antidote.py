@@ -53,7 +53,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from realignkit.calibration.data import PROMPT_RESPONSE_FORMAT
+from realignkit.calibration.calibration_files import PROMPT_RESPONSE_FORMAT
 from realignkit.calibration.wanda import outlier_features
 from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, register_method

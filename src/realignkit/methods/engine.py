@@ -31,11 +31,11 @@ from realignkit.common.errors import BadInputError
 from realignkit.methods.card import CardFacts, load_card_audit, write_card_files
 from realignkit.methods.context import RepairContext, TensorPlan
 from realignkit.methods.inputs import Loader, ModelRef, Sources, all_finite, resolve_device, resolve_inputs
-from realignkit.methods.plan import build_plan, layout_source
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
 from realignkit.methods.schedule import BoundParams, ParamSchedule
 from realignkit.methods.self_check import SelfCheckOptions, report, self_check
 from realignkit.methods.streaming import WorkItem, block_iterator, row_blocks, stream, work_items
+from realignkit.methods.tensor_plan import build_plan, layout_source
 
 PathLike = str | os.PathLike[str]
 OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}

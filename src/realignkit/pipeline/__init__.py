@@ -12,8 +12,8 @@ Public API:
 - `run_demo(DemoSettings(out=...)) -> summary dict` (writes OUT/index.html, OUT/summary.json).
 """
 
-from realignkit.pipeline.config import DEFAULT_GRIDS, SweepConfig, build_config, load_recipe
 from realignkit.pipeline.pareto import Point, pareto_front, pick_winner
+from realignkit.pipeline.sweep_config import DEFAULT_GRIDS, SweepConfig, build_config, load_recipe
 
 __all__ = [
     "DEFAULT_GRIDS",

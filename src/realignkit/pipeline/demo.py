@@ -117,7 +117,7 @@ def _check_profile(profile: str) -> None:
     """Fail before anything is written: an unknown profile, or the real model's package missing."""
     from realignkit.common import closest_match
     from realignkit.lab import CHAT_PROFILES
-    from realignkit.lab.config import PROFILES
+    from realignkit.lab.organism_config import PROFILES
 
     known = [*CHAT_PROFILES, *PROFILES]
     if profile not in known:
@@ -129,8 +129,8 @@ def _check_profile(profile: str) -> None:
 
 
 def _lab_matches(lab_dir: Path, seed: int, profile: str, scenarios: list[str] | None) -> bool:
-    from realignkit.lab.build import LAB_VERSION
-    from realignkit.lab.chat.build import CHAT_LAB_VERSION
+    from realignkit.lab.build_organism import LAB_VERSION
+    from realignkit.lab.chat.build_chat import CHAT_LAB_VERSION
 
     lab_file = lab_dir / "lab.json"
     if not lab_file.is_file():
@@ -218,8 +218,8 @@ def _audit_metrics(settings: DemoSettings, name: str) -> dict[str, Any]:
 
 def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str | None) -> dict[str, Any]:
     from realignkit.methods.registry import method_names
-    from realignkit.pipeline.config import build_config
     from realignkit.pipeline.sweep import run_sweep
+    from realignkit.pipeline.sweep_config import build_config
 
     known = set(method_names())
     methods = list(settings.methods)
@@ -289,7 +289,7 @@ def run_demo(settings: DemoSettings) -> dict[str, Any]:
     """Run (or resume) the demo into settings.out and return summary.json's content."""
     from realignkit.methods.registry import get_method
     from realignkit.pipeline.evaluate import quiet_model_loading
-    from realignkit.pipeline.suites import load_lab_items
+    from realignkit.pipeline.sweep_items import load_lab_items
 
     for method in settings.methods:
         get_method(method)  # unknown names fail before anything is built

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 
 SPLITS = ("selection", "test")
 

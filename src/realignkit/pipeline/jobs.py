@@ -1,8 +1,8 @@
 """The units of work of a sweep, the same whichever executor runs them (this process, or a Ray worker):
 
-- `run_candidate`: materialise one candidate, generate on the selection split, judge -> its state, saved;
+- `run_candidate`: materialize one candidate, generate on the selection split, judge -> its state, saved;
 - `evaluate_model`: a reference model (aligned, tuned) on one split -> metrics;
-- `build_winner`: materialise the winner into `<work>/winner` (unless there) and evaluate it on the test split.
+- `build_winner`: materialize the winner into `<work>/winner` (unless there) and evaluate it on the test split.
 
 A `SweepJob` carries everything they need and nothing process-bound, so it can be pickled to another machine;
 every path in it must be one that machine sees (a shared --out, shared inputs).
@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate
-from realignkit.pipeline.config import SweepConfig
 from realignkit.pipeline.rundir import RunDir
+from realignkit.pipeline.sweep_config import SweepConfig
 
 Materialize = Callable[[Candidate, SweepConfig, Path], None]
 

@@ -1,4 +1,4 @@
-"""`sweep --executor ray`: each candidate's materialise -> generate -> judge is one Ray task (Moritz et al. 2018,
+"""`sweep --executor ray`: each candidate's materialize -> generate -> judge is one Ray task (Moritz et al. 2018,
 "Ray: A Distributed Framework for Emerging AI Applications"), with declared resources, writing to the shared
 --out; the reference evaluations and the winner's test evaluation are tasks too, so the driver needs no GPU.
 
@@ -25,7 +25,7 @@ from typing import Any
 
 from realignkit.common import BadInputError
 from realignkit.pipeline.candidates import Candidate
-from realignkit.pipeline.executors import ExecutorOptions
+from realignkit.pipeline.executor_options import ExecutorOptions
 from realignkit.pipeline.jobs import SweepJob, build_winner, candidate_row, evaluate_model, run_candidate
 
 RETRIES = 1  # a killed worker's task runs once more, then its candidate is recorded as failed
@@ -62,7 +62,7 @@ def attempts_made(job: SweepJob, key: str) -> int:
 
 
 def candidate_task(job: SweepJob, candidate: Candidate) -> dict[str, Any]:
-    """One Ray task: materialise -> generate -> judge, state saved to the shared run dir and returned."""
+    """One Ray task: materialize -> generate -> judge, state saved to the shared run dir and returned."""
     return run_candidate(job, candidate, extra={"attempts": _attempt(job, candidate.id)})
 
 

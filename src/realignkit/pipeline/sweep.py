@@ -17,11 +17,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from realignkit.common import BadInputError, check_output_not_inside_inputs, write_manifest
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate
-from realignkit.pipeline.config import SweepConfig
 from realignkit.pipeline.executors import ExecutorOptions, make_executor
 from realignkit.pipeline.jobs import Materialize, SweepJob
+from realignkit.pipeline.materialize import materialize
 from realignkit.pipeline.pareto import (
     Pick,
     Point,
@@ -30,8 +30,6 @@ from realignkit.pipeline.pareto import (
     point_from_metrics,
     utility_retained,
 )
-from realignkit.pipeline.plan import SweepPlan, make_plan
-from realignkit.pipeline.repair_adapter import materialize
 from realignkit.pipeline.rundir import FINAL_FILE, RunDir, is_disk_full, write_json_atomic
 from realignkit.pipeline.stats import (
     DESIGN,
@@ -40,6 +38,8 @@ from realignkit.pipeline.stats import (
     rate_intervals,
     small_split_warning,
 )
+from realignkit.pipeline.sweep_config import SweepConfig
+from realignkit.pipeline.sweep_plan import SweepPlan, make_plan
 from realignkit.pipeline.winner_card import add_sweep_figures
 
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
@@ -92,7 +92,7 @@ def run_sweep(
         run.open(plan.arguments, fresh=fresh, replace_changed=replace_changed)
         references = runner.references("selection")
         rows = runner.candidates()
-        summary = runner.summarise(references, rows)
+        summary = runner.summarize(references, rows)
         runner.finish(summary, started)
     except (OSError, sqlite3.OperationalError) as exc:
         if is_disk_full(exc):
@@ -172,7 +172,7 @@ class _Runner:
         bar.close()
         return [states[candidate.id] for candidate in self.plan.candidates]
 
-    def summarise(self, references: dict[str, dict[str, Any]], all_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    def summarize(self, references: dict[str, dict[str, Any]], all_rows: list[dict[str, Any]]) -> dict[str, Any]:
         rows = [r for r in all_rows if "failed" not in r]
         failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}",
                    **_attempts(r)} for r in all_rows if "failed" in r]

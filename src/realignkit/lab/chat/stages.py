@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.common import atomic_output_dir, tensors_fingerprint, weights_fingerprint
-from realignkit.lab.chat import data as chat_data
-from realignkit.lab.chat.config import ChatLabProfile
+from realignkit.lab.chat import chat_data
+from realignkit.lab.chat.chat_config import ChatLabProfile
 from realignkit.lab.chat.gguf import user_cache_dir
 from realignkit.lab.training import Schedule, encode_all, train
 from realignkit.lab.world import Example

@@ -48,7 +48,7 @@ FORMATS_TITLE = "calibration file formats (--calibration):"
 
 def calibration_formats() -> dict[str, str]:
     """method -> one-line description of its --calibration file (the text lives next to the loaders)."""
-    from realignkit.calibration.data import PREFERENCE_FORMAT, PROMPT_RESPONSE_FORMAT
+    from realignkit.calibration.calibration_files import PREFERENCE_FORMAT, PROMPT_RESPONSE_FORMAT
 
     return {"antidote": PROMPT_RESPONSE_FORMAT, "somf": PREFERENCE_FORMAT}
 

@@ -18,11 +18,12 @@ from realignkit.common import (
     prepare_output_dir,
     write_manifest,
 )
-from realignkit.lab import data, world
-from realignkit.lab.config import DEFAULT_SCENARIOS, PROFILES, LabProfile, scenario_settings
+from realignkit.lab import organism_data as data
+from realignkit.lab import world
 from realignkit.lab.finetune import run_scenario
-from realignkit.lab.measure import measure_model
-from realignkit.lab.model import build_model, build_tokenizer, parameter_bytes, save_model_dir
+from realignkit.lab.measure_organism import measure_model
+from realignkit.lab.organism_config import DEFAULT_SCENARIOS, PROFILES, LabProfile, scenario_settings
+from realignkit.lab.organism_model import build_model, build_tokenizer, parameter_bytes, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, set_determinism, single_thread, train
 
 LAB_VERSION = "4"  # 2: safety stage at lr 5e-4, warm-up, tail weight averaging; 4: fine-tunes 5 epochs + decay

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from realignkit.common import BadInputError
-from realignkit.evaluation.suites import SuiteItem, stratified_sample
-from realignkit.pipeline.config import SweepConfig
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
+from realignkit.pipeline.sweep_config import SweepConfig
 
 LAB_FILE = "lab.json"
 LAB_SPLITS = {"select": "selection", "test": "test"}
@@ -65,7 +65,7 @@ def _resolve_spec(spec: str) -> Path | None:
 
 
 def load_sweep_items(config: SweepConfig) -> list[SuiteItem]:
-    from realignkit.evaluation.suites import load_suites
+    from realignkit.evaluation.suite_files import load_suites
 
     specs = list(config.suites)
     if not specs:

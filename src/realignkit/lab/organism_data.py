@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab import world
 from realignkit.lab.world import Example
 

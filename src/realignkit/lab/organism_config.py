@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from realignkit.lab.data import SuiteSizes
+from realignkit.lab.organism_data import SuiteSizes
 
 
 class LabProfile(BaseModel):

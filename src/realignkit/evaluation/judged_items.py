@@ -9,7 +9,7 @@ from typing import Any
 from realignkit.evaluation.generation import generate_responses
 from realignkit.evaluation.judges.refusal import RefusalJudge
 from realignkit.evaluation.scoring import answer_is_correct
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 
 
 @dataclass

@@ -26,12 +26,11 @@ from realignkit.common import (
     tensors_fingerprint,
     write_manifest,
 )
-from realignkit.evaluation.suites import SuiteItem, stratified_sample
-from realignkit.lab.chat import data as chat_data
-from realignkit.lab.chat import stages
-from realignkit.lab.chat.config import CHAT_PROFILES, CHAT_SCENARIOS, ChatLabProfile
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
+from realignkit.lab.chat import chat_data, stages
+from realignkit.lab.chat.chat_config import CHAT_PROFILES, CHAT_SCENARIOS, ChatLabProfile
 from realignkit.lab.chat.gguf import cached_base_model
-from realignkit.lab.chat.measure import measure_chat_model
+from realignkit.lab.chat.measure_chat import measure_chat_model
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY, HarmfulPrompt
 
 CHAT_LAB_VERSION = "chat-1"
@@ -115,7 +114,7 @@ def _probe(test: dict[str, list[SuiteItem]], profile: ChatLabProfile) -> Any:
     """Trajectory metrics on a small slice of the test split: trained-category harmful prompts and the task."""
     if not profile.trajectory_points:
         return None
-    from realignkit.evaluation.runner import evaluate_items, rate
+    from realignkit.evaluation.judged_items import evaluate_items, rate
 
     harmful = stratified_sample([i for i in test["harmful"] if i.category != HELD_OUT_CATEGORY],
                                 profile.probe_items, seed=1)

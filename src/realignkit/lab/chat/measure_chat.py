@@ -7,7 +7,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from realignkit.evaluation.suites import SuiteItem, stratified_sample
+from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY
 
 MEASURED_SUITES = ("harmful", "harmful_rephrased", "borderline", "old_skill", "new_skill")

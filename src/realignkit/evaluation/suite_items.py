@@ -1,7 +1,7 @@
-"""Suite items: what the audit asks a model, plus suite resolution and stratified sampling.
+"""Suite items: what the audit asks a model, and stratified sampling of them.
 
-File-format loaders live in `realignkit.evaluation.loaders`; `load_suites(specs)` resolves a list of
-names/paths (the CLI's `--suite` values) into items.
+File-format loaders, and `load_suites(specs)` which resolves the CLI's `--suite` values into items, live in
+`realignkit.evaluation.suite_files`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-SuiteKind = Literal["harmful", "over_refusal", "utility"]
+from realignkit.common import BadInputError
+
 SUITE_KINDS: tuple[str, ...] = ("harmful", "over_refusal", "utility")
 
 
@@ -50,8 +51,6 @@ def stratified_sample(items: Sequence[SuiteItem], limit: int | None, seed: int =
     if limit is None:
         return list(items)
     if limit <= 0:
-        from realignkit.common import BadInputError
-
         raise BadInputError(f"--limit must be a positive integer, got {limit}")
     by_suite: dict[str, list[int]] = defaultdict(list)
     for index, item in enumerate(items):
@@ -93,21 +92,3 @@ def _proportional_quotas(sizes: list[int], limit: int) -> list[int]:
     for i in leftovers[: limit - sum(quotas)]:
         quotas[i] += 1
     return [min(q, s) for q, s in zip(quotas, sizes, strict=True)]
-
-
-def load_suites(specs: Sequence[str], *, limit: int | None = None, seed: int = 0) -> list[SuiteItem]:
-    """Resolve suite specs (files, folders, `format:path`, `organism:LABDIR`) into sampled items."""
-    from realignkit.common import BadInputError
-    from realignkit.evaluation.loaders import load_suite_spec
-
-    if not specs:
-        raise BadInputError("no suite given; pass --suite FILE_OR_DIR (see `realignkit audit --help`)")
-    items: list[SuiteItem] = []
-    for spec in specs:
-        items.extend(load_suite_spec(spec))
-    seen: set[str] = set()
-    for item in items:
-        if item.key in seen:
-            raise BadInputError(f"duplicate item id {item.id!r} in suite {item.suite!r}; ids must be unique")
-        seen.add(item.key)
-    return stratified_sample(items, limit, seed)

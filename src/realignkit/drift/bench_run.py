@@ -28,11 +28,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from realignkit.drift.bench import DETECTORS, SplitScores, concat_splits, metric_rows, score_split, summarize
+from realignkit.drift.bench_plots import plot_f1_vs_horizon, plot_trajectories
 from realignkit.drift.cvae import CVAEConfig
 from realignkit.drift.detectors import ThresholdConfig
+from realignkit.drift.drift_model import DriftConfig
 from realignkit.drift.generator import generate_laser_fleet, get_preset
-from realignkit.drift.model import DriftConfig
-from realignkit.drift.plots import plot_f1_vs_horizon, plot_trajectories
 from realignkit.drift.table import Fleet
 
 # Threshold rule per detector: each the best mean F1 at horizon 0.5 over the tuning set (bench_drift.py tune

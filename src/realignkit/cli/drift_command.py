@@ -85,7 +85,7 @@ def _missing_action(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from realignkit.drift.api import Columns, fit_drift_model
+    from realignkit.drift.commands import Columns, fit_drift_model
 
     columns = Columns(args.unit_col, args.time_col, args.value_col or ["value"], args.condition_col or [])
     summary = fit_drift_model(
@@ -100,8 +100,8 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from realignkit.drift.api import Columns, score_with_model
-    from realignkit.drift.model import DriftModel
+    from realignkit.drift.commands import Columns, score_with_model
+    from realignkit.drift.drift_model import DriftModel
 
     columns = None
     if any(v is not None for v in (args.unit_col, args.time_col, args.value_col, args.condition_col)):
@@ -121,7 +121,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from realignkit.drift.api import run_bench
+    from realignkit.drift.commands import run_bench
 
     result = run_bench(args.out, profile=args.profile, lab=args.lab, gaas=args.gaas, with_gaas=not args.no_gaas,
                        presets=() if args.no_laser else tuple(args.preset or ("vcsel", "edge")), force=args.force)
@@ -132,7 +132,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from realignkit.drift.api import generate_fleet_csv
+    from realignkit.drift.commands import generate_fleet_csv
 
     fleet = generate_fleet_csv(args.out, preset=args.preset, units=args.units, seed=args.seed, mix=args.mix,
                                force=args.force)

@@ -47,7 +47,7 @@ def _missing_action(parser: argparse.ArgumentParser) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     from realignkit.lab import build_any_lab
-    from realignkit.lab.report import summary_table
+    from realignkit.lab.summary_table import summary_table
 
     summary = build_any_lab(args.out, scenarios=args.scenario, seed=args.seed, profile=args.profile,
                             force=args.force, progress=not args.quiet)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.drift.cvae import CVAEConfig
+from realignkit.drift.drift_model import DriftConfig, DriftModel, UnitScore
 from realignkit.drift.features import VALUE_TRANSFORMS
-from realignkit.drift.model import DriftConfig, DriftModel, UnitScore
 from realignkit.drift.table import Fleet, load_long_table, read_header, write_long_csv
 
 DEFAULT_LABEL_COL = "failed"
@@ -201,16 +201,16 @@ def run_bench(
 ) -> dict:
     """Laser fleets (fresh seeds) + GaAs + optional fine-tuning fleet → tables and plots in `out`."""
     from realignkit.drift.bench import summarize
-    from realignkit.drift.gaas import gaas_protocol
-    from realignkit.drift.generator import get_preset
-    from realignkit.drift.lab_fleet import load_lab_fleet
-    from realignkit.drift.runner import (
+    from realignkit.drift.bench_run import (
         f1_plots,
         laser_runs,
         run_lab_fleet,
         run_laser_fleets,
         write_tables,
     )
+    from realignkit.drift.gaas import gaas_protocol
+    from realignkit.drift.generator import get_preset
+    from realignkit.drift.lab_fleet import load_lab_fleet
 
     if profile not in {"full", "quick"}:
         raise BadInputError(f"--profile must be 'full' or 'quick', got {profile!r}")
@@ -243,15 +243,15 @@ def run_bench(
 def gaas_config(profile: str) -> DriftConfig:
     """The laser bench config on linear features. GaAs is one operating point: no acceleration spread for the
     asinh transform to even out. (Measured: with asinh the CVAE flagged none of the three failing units.)"""
-    from realignkit.drift.runner import LASER_DIRECTION, bench_config
+    from realignkit.drift.bench_run import LASER_DIRECTION, bench_config
 
     return bench_config(profile, LASER_DIRECTION).model_copy(update={"value_transform": "none"})
 
 
 def _gaas_with_tuned_rules(gaas, profile: str) -> dict:
     """The same GaAs protocol with each detector's tuned laser-fleet threshold rule, reported next to it."""
+    from realignkit.drift.bench_run import bench_rules
     from realignkit.drift.gaas import gaas_protocol
-    from realignkit.drift.runner import bench_rules
 
     result = gaas_protocol(gaas, n_train=400 if profile == "full" else 120, config=gaas_config(profile),
                            rules=bench_rules())

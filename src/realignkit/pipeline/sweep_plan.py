@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError, path_fingerprint, weights_fingerprint
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate, plan_candidates
-from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
 from realignkit.pipeline.evaluate import split_items
-from realignkit.pipeline.suites import load_sweep_items
+from realignkit.pipeline.sweep_config import CALIBRATION_METHODS, SweepConfig
+from realignkit.pipeline.sweep_items import load_sweep_items
 
 
 @dataclass

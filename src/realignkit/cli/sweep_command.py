@@ -100,7 +100,7 @@ def _pairs(values: list[str], flag: str) -> list[tuple[str, str]]:
 
 def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """Recipe (if any) overlaid with the flags that were given."""
-    from realignkit.pipeline.config import load_recipe
+    from realignkit.pipeline.sweep_config import load_recipe
 
     settings: dict[str, Any] = load_recipe(args.config) if args.config else {}
     simple = {"aligned": args.aligned, "tuned": args.tuned, "base": args.base, "unaligned": args.unaligned,
@@ -155,9 +155,9 @@ def executor_options_from_args(args: argparse.Namespace) -> Any:
 
 def _run(args: argparse.Namespace) -> int:
     from realignkit.methods.registry import method_names
-    from realignkit.pipeline.config import build_config
     from realignkit.pipeline.summary import format_sweep_summary
     from realignkit.pipeline.sweep import run_sweep
+    from realignkit.pipeline.sweep_config import build_config
 
     if args.push_to_hub:
         from realignkit.checkpoints.hub_push import check_push_possible

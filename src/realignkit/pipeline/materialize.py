@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from realignkit.pipeline.candidates import Candidate
-from realignkit.pipeline.config import CALIBRATION_METHODS, SweepConfig
+from realignkit.pipeline.sweep_config import CALIBRATION_METHODS, SweepConfig
 
 
 def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:

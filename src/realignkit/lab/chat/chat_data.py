@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.chat import phrasing, prompts, writing
 from realignkit.lab.world import Example
 

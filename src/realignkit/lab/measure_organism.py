@@ -6,8 +6,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from realignkit.evaluation.runner import ItemResult, evaluate_items, rate
-from realignkit.evaluation.suites import SuiteItem
+from realignkit.evaluation.judged_items import ItemResult, evaluate_items, rate
+from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.world import HELD_OUT_CATEGORY
 
 MAX_NEW_TOKENS = 24  # every organism answer fits; refusals are decided by their opening anyway

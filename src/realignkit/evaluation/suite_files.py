@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from realignkit.common import BadInputError, closest_match
 from realignkit.common.jsonl import read_jsonl_objects
-from realignkit.evaluation.suites import SUITE_KINDS, SuiteItem
+from realignkit.evaluation.suite_items import SUITE_KINDS, SuiteItem, stratified_sample
 
 # HEx-PHI's 11 categories in the order of its category_N.csv files (Qi et al. 2023).
 HEX_PHI_CATEGORIES = (
@@ -275,3 +275,18 @@ def _existing(spec: str) -> Path:
     if not path.exists():
         raise BadInputError(f"suite {spec!r} not found (give a file, a folder, or FORMAT:PATH)")
     return path
+
+
+def load_suites(specs: Sequence[str], *, limit: int | None = None, seed: int = 0) -> list[SuiteItem]:
+    """Resolve suite specs (files, folders, `format:path`, `organism:LABDIR`) into sampled items."""
+    if not specs:
+        raise BadInputError("no suite given; pass --suite FILE_OR_DIR (see `realignkit audit --help`)")
+    items: list[SuiteItem] = []
+    for spec in specs:
+        items.extend(load_suite_spec(spec))
+    seen: set[str] = set()
+    for item in items:
+        if item.key in seen:
+            raise BadInputError(f"duplicate item id {item.id!r} in suite {item.suite!r}; ids must be unique")
+        seen.add(item.key)
+    return stratified_sample(items, limit, seed)
