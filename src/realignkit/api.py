@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from realignkit.common.errors import BadInputError
+
 PathLike = str | os.PathLike[str]
 
 
@@ -51,8 +53,6 @@ def repair(
                                      {**(params or {}), **method_params}, options)
     else:
         if method is None:
-            from realignkit.common.errors import BadInputError
-
             raise BadInputError("repair: give a method (e.g. 'ties') or config=recipe.yaml")
         result = run_repair(method, {**(params or {}), **method_params}, tuned=_as_list(tuned), aligned=aligned,
                             out=out, unaligned=unaligned, base=base, calibration=calibration, options=options,
@@ -70,7 +70,6 @@ def _as_list(tuned: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
 
 def _repair_from_config(config: PathLike, method: str | None, aligned: Any, tuned: Any, out: PathLike, base: Any,
                         unaligned: Any, calibration: Any, params: dict[str, Any], options: Any) -> Any:
-    from realignkit.common.errors import BadInputError
     from realignkit.methods.engine import run_repair
     from realignkit.methods.mergekit_recipe import is_mergekit_recipe
     from realignkit.methods.mergekit_run import read_yaml, run_mergekit_recipe

@@ -147,7 +147,7 @@ def _random_targets(model, kind, granularity):
 @pytest.mark.parametrize(("kind", "granularity"), [("full", "entry"), ("full", "row"), ("full", "column"),
                                                    ("lora", "entry"), ("lora", "row")])  # fmt: skip
 @pytest.mark.parametrize("factored", [True, False])
-def test_hooked_forward_equals_the_materialised_weights(tiny_family, kind, granularity, factored):
+def test_hooked_forward_equals_the_materialized_weights(tiny_family, kind, granularity, factored):
     """masked_forward adds merge(τ ⊙ m / mean(m))·x in hooks (row/column/LoRA: without building τ ⊙ m) or swaps
     fused weights in; the log-probs and the mask gradients equal those of θ_aligned + the materialized delta."""
     model = load_causal_lm(tiny_family["aligned"])

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from realignkit.checkpoints.lora import LoraAdapterSource, LoraFactors, is_adapter_dir
+from realignkit.checkpoints.lora import LoraAdapterSource, LoraFactors
 from realignkit.checkpoints.names import (
     canonical_index,
     canonical_name,
@@ -33,6 +33,7 @@ from realignkit.checkpoints.writer import (
     parse_size,
 )
 from realignkit.common.errors import BadInputError
+from realignkit.common.fingerprint import is_adapter_dir
 
 
 def open_source(

@@ -21,8 +21,8 @@ from realignkit.checkpoints.names import canonical_index, canonical_name, module
 from realignkit.checkpoints.quantized import check_tensors
 from realignkit.checkpoints.safetensors_io import read_header, read_tensor
 from realignkit.common.errors import BadInputError
+from realignkit.common.fingerprint import ADAPTER_CONFIG
 
-ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SAFE = "adapter_model.safetensors"
 ADAPTER_PICKLE = "adapter_model.bin"
 
@@ -47,10 +47,6 @@ class LoraFactors:
         if self.transpose:  # ΔW = (B·A)ᵀ: its rows are columns of B·A
             return (self.b.float() @ self.a[:, start:stop].float()).T * self.scaling
         return (self.b[start:stop].float() @ self.a.float()) * self.scaling
-
-
-def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
-    return (Path(path) / ADAPTER_CONFIG).is_file()
 
 
 def _pattern_value(patterns: dict[str, Any], module: str, default: Any) -> Any:

@@ -12,6 +12,8 @@ import fnmatch
 import re
 from collections.abc import Iterable
 
+from realignkit.common.errors import BadInputError
+
 # (prefix, replacement), tried in order; the first match wins.
 _VLM_PREFIXES = (
     ("language_model.model.", "model."),
@@ -34,8 +36,6 @@ def canonical_name(name: str) -> str:
 
 def canonical_index(names: Iterable[str], *, source: str) -> dict[str, str]:
     """Map canonical name -> stored name; two stored names with one canonical name is an error."""
-    from realignkit.common.errors import BadInputError
-
     index: dict[str, str] = {}
     for name in names:
         key = canonical_name(name)

@@ -25,6 +25,7 @@ from typing import Any
 
 from realignkit.checkpoints.safetensors_io import CODE_FROM_DTYPE, DTYPE_FROM_CODE
 from realignkit.common.errors import BadInputError
+from realignkit.common.fingerprint import is_adapter_dir
 
 CONFIG_KEYS = ("quantization_config", "compression_config")
 _GPTQ_AWQ = "GPTQ/AWQ"
@@ -186,7 +187,7 @@ def check_not_quantized(path: str | os.PathLike[str], label: str, *, files: list
     directory = Path(path)
     if not directory.is_dir():
         return  # the caller reports a missing dir its own way
-    adapter = (directory / "adapter_config.json").is_file()
+    adapter = is_adapter_dir(directory)
     if not adapter:
         check_config(directory, label)
     if files is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.common.errors import BadInputError
+from realignkit.common.fingerprint import is_adapter_dir
+from realignkit.common.paths import resolve_recipe_path
 
 # What a model dir needs; pickle weights are not fetched (realignkit refuses them unless --allow-pickle anyway).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
@@ -101,8 +103,6 @@ def looks_like_hub_id(text: str) -> bool:
 def recipe_model_text(value: str, recipe_dir: Path) -> str:
     """A model reference written in a recipe: each side of `MODEL+LORA` is a path relative to the recipe's dir
     (`~` expanded, absolute kept), unless no such directory exists and it reads as a hub id."""
-    from realignkit.common.paths import resolve_recipe_path
-
     sides = [value] if resolve_recipe_path(value, recipe_dir).exists() else value.split("+")
     resolved = []
     for side in (s.strip() for s in sides):
@@ -179,7 +179,7 @@ def resolve_reference(text: str | os.PathLike[str], *, role: str, search_dirs: l
     model_text, lora_text = split_reference(raw)
     model = _resolve_side(model_text, role, dirs)
     lora = _resolve_side(lora_text, f"{role} (LoRA part)", dirs) if lora_text is not None else None
-    if lora is not None and not (lora.path / "adapter_config.json").is_file():
+    if lora is not None and not is_adapter_dir(lora.path):
         raise BadInputError(f"{role} {raw!r}: {lora_text!r} is not a PEFT LoRA adapter (no adapter_config.json)")
     return ResolvedModel(text=raw, model=model, lora=lora)
 

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
+from realignkit.common import BadInputError, check_output_not_inside_inputs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,7 +35,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.common import BadInputError
     from realignkit.pipeline.demo import DemoSettings, run_demo
     from realignkit.pipeline.summary import format_demo_summary
 
@@ -62,8 +62,6 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check_demo_out(out: Path, lab: Path | None, given: str) -> None:
     """The demo resumes in its own dir; it must not write into (or replace parts of) anything else."""
-    from realignkit.common import BadInputError, check_output_not_inside_inputs
-
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {given!r} exists and is not a directory")
     earlier_demo = any((out / name).is_file() for name in ("summary.json", "realignkit.json", "lab/lab.json"))

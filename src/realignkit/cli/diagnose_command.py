@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.common.errors import BadInputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -54,7 +56,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    from realignkit.common.errors import BadInputError
     from realignkit.diagnose.scan import run_scan
 
     if args.limit is not None and args.limit < 1:

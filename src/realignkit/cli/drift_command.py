@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from realignkit.common.errors import BadInputError
+
 
 def _add_columns(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     hint = "" if defaults else " (default: the columns the model was trained with)"
@@ -79,8 +81,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _missing_action(args: argparse.Namespace) -> int:
-    from realignkit.common.errors import BadInputError
-
     raise BadInputError("choose an action: fit, score, bench or generate (see realignkit drift --help)")
 
 

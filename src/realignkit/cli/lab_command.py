@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from realignkit.common import BadInputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -40,8 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _missing_action(parser: argparse.ArgumentParser) -> int:
-    from realignkit.common import BadInputError
-
     raise BadInputError("choose an action: 'lab build' or 'lab fleet' (see realignkit lab --help)")
 
 
@@ -57,7 +57,6 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _fleet(args: argparse.Namespace) -> int:
-    from realignkit.common import BadInputError
     from realignkit.lab.fleet import build_fleet
 
     try:

@@ -9,6 +9,7 @@ from typing import Any
 from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given
 from realignkit.common.errors import BadInputError
+from realignkit.common.fingerprint import is_adapter_dir
 
 EPILOG = """examples:
   realignkit sweep --aligned lab/aligned --tuned lab/harmful-mix-0.1-full --base lab/base --out sweeps/hm01
@@ -190,6 +191,6 @@ def _run(args: argparse.Namespace) -> int:
 def _push_winner(winner: Any, repo: str) -> None:
     from realignkit.checkpoints.hub_push import push_folder
 
-    if not (winner / "config.json").is_file() and not (winner / "adapter_config.json").is_file():
+    if not (winner / "config.json").is_file() and not is_adapter_dir(winner):
         raise BadInputError("--push-to-hub: this sweep has no winner checkpoint to upload")
     print(f"pushed {winner} to {repo}: {push_folder(winner, repo)}")

@@ -42,7 +42,8 @@ _SCHEME = b"realignkit-weights-v1\n"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
 # Only pickle files that transformers/peft load as weights (a trainer's training_args.bin holds its output path).
 _PICKLE_STEMS = ("pytorch_model", "adapter_model", "model")
-_CONFIG_FILES = ("config.json", "generation_config.json", "adapter_config.json", "tokenizer_config.json")
+ADAPTER_CONFIG = "adapter_config.json"
+_CONFIG_FILES = ("config.json", "generation_config.json", ADAPTER_CONFIG, "tokenizer_config.json")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "merges.txt",
                     "special_tokens_map.json", "added_tokens.json", "chat_template.jinja", "chat_template.json")
 # Keys that name paths, library versions or bookkeeping: they differ between equal models.
@@ -158,12 +159,17 @@ def _config_text(path: Path) -> str:
     return json.dumps(_canonical(data), sort_keys=True, ensure_ascii=False)
 
 
+def is_adapter_dir(path: str | os.PathLike[str]) -> bool:
+    """The one test for a PEFT adapter dir: it holds adapter_config.json."""
+    return (Path(path) / ADAPTER_CONFIG).is_file()
+
+
 def adapter_base_dir(directory: Path, base: str | os.PathLike[str] | None = None) -> Path:
     """The base model dir of the PEFT adapter in `directory`: `base` when given, else its
     base_model_name_or_path, which must be a local dir (one line otherwise)."""
     if base is not None:
         return Path(base).expanduser()
-    config = directory / "adapter_config.json"
+    config = directory / ADAPTER_CONFIG
     try:
         named = json.loads(config.read_text()).get("base_model_name_or_path")
     except json.JSONDecodeError as exc:
@@ -197,7 +203,7 @@ def weights_fingerprint(model_dir: str | os.PathLike[str], base: str | os.PathLi
     for name in _TOKENIZER_FILES:
         if (directory / name).is_file():
             digest.update(f"tokenizer:{name}\0{_bytes_digest(*_file_key(directory / name))}\n".encode())
-    if (directory / "adapter_config.json").is_file():
+    if is_adapter_dir(directory):
         if _depth >= 4:
             raise BadInputError(f"adapter {str(directory)!r}: its chain of base models is too deep (a cycle?)")
         base_dir = adapter_base_dir(directory, base)

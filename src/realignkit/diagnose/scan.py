@@ -24,6 +24,7 @@ from realignkit.common import (
     BadInputError,
     atomic_output_dir,
     check_output_not_inside_inputs,
+    is_adapter_dir,
     weights_fingerprint,
     write_manifest,
 )
@@ -81,7 +82,7 @@ def scan_layers(
     items = load_suites(list(suites), limit=limit, seed=seed)
     auditor = Auditor(items, judge=judge, settings=settings, cache_dir=cache_dir, use_cache=use_cache)
     aligned_model, tokenizer = load_model_for_audit(aligned, allow_pickle=allow_pickle, device="cpu")
-    tuned_model, _ = load_model_for_audit(tuned, aligned=aligned if _is_adapter(tuned) else None,
+    tuned_model, _ = load_model_for_audit(tuned, aligned=aligned if is_adapter_dir(tuned) else None,
                                           allow_pickle=allow_pickle, device="cpu")
     aligned_state, tuned_state = aligned_model.state_dict(), tuned_model.state_dict()
     if set(aligned_state) != set(tuned_state):
@@ -93,7 +94,7 @@ def scan_layers(
     unknown = [layer for layer in chosen if layer not in by_layer]
     if unknown:
         raise BadInputError(f"layers {unknown} do not exist; the model has layers 0..{max(by_layer)}")
-    tuned_fp = weights_fingerprint(tuned, aligned if _is_adapter(tuned) else None)
+    tuned_fp = weights_fingerprint(tuned, aligned if is_adapter_dir(tuned) else None)
     aligned_fp = weights_fingerprint(aligned)
     reference = {
         "tuned": _headline(auditor.results(auditor.run_model(tuned_model, tokenizer, name="tuned",
@@ -116,8 +117,6 @@ def scan_layers(
             "reference": reference, "layers": rows}
 
 
-def _is_adapter(path: str | Path) -> bool:
-    return (Path(path) / "adapter_config.json").is_file()
 
 
 def _restored_layer(auditor: Auditor, model: Any, tokenizer: Any, aligned_state: dict[str, Any],

@@ -18,6 +18,7 @@ from realignkit.common import (
     BadInputError,
     atomic_output_dir,
     check_output_not_inside_inputs,
+    closest_match,
     prepare_output_dir,
     weights_fingerprint,
     write_manifest,
@@ -206,8 +207,6 @@ def make_backend(
     vllm: VLLMOptions | None = None,
 ) -> CachedBackend:
     if backend not in BACKENDS:
-        from realignkit.common import closest_match
-
         raise BadInputError(f"unknown backend {backend!r}{closest_match(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
     if backend == "openai":
         from realignkit.evaluation.openai_client import ChatClient

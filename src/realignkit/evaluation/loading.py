@@ -8,10 +8,14 @@ Only local directories are read (nothing comes from a hub). Pickle weights are r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from realignkit.common import BadInputError
+from realignkit.checkpoints import model_loading
+from realignkit.common import BadInputError, is_adapter_dir
 from realignkit.common.fingerprint import adapter_base_dir
+
+if TYPE_CHECKING:
+    import torch
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -38,8 +42,7 @@ def _model_dir(path: str | Path, role: str) -> Path:
 def adapter_base(path: str | Path, aligned: str | Path | None = None) -> Path | None:
     """For a PEFT adapter dir, the base model dir (`aligned` override, else base_model_name_or_path)."""
     directory = Path(path)
-    config_file = directory / "adapter_config.json"
-    if not config_file.is_file():
+    if not is_adapter_dir(directory):
         return None
     if aligned is not None:
         return _model_dir(aligned, "--aligned")
@@ -69,10 +72,7 @@ def tokenizer_dir(directory: Path, fallback: Path | None = None) -> Path:
 
 
 def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
-    from transformers import AutoTokenizer
-
-    source = tokenizer_dir(directory, fallback)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), local_files_only=True)
+    tokenizer = model_loading.load_tokenizer(tokenizer_dir(directory, fallback))
     if template is not None:
         template_path = Path(template).expanduser()
         if not template_path.is_file():
@@ -95,10 +95,9 @@ def load_model_for_audit(
 ) -> tuple[Any, Any]:
     """(model, tokenizer) ready for generation. Adapters are merged into their base for speed."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     directory = _model_dir(path, "model")
-    if not (directory / "config.json").exists() and not (directory / "adapter_config.json").exists():
+    if not (directory / "config.json").exists() and not is_adapter_dir(directory):
         raise BadInputError(f"{str(path)!r} has neither config.json nor adapter_config.json")
     base = adapter_base(directory, aligned)
     torch_dtype = _torch_dtype(dtype)
@@ -106,24 +105,20 @@ def load_model_for_audit(
     check_weights(weights_dir, allow_pickle=allow_pickle)
     check_quantised_inputs(directory, base)
     tokenizer = load_tokenizer(directory, fallback=base, template=template)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(weights_dir), local_files_only=True, use_safetensors=not allow_pickle, **torch_dtype
-    )
+    model = model_loading.load_causal_lm(weights_dir, dtype=torch_dtype, allow_pickle=allow_pickle)
     if base is not None:
-        from peft import PeftModel
-
         check_weights(directory, allow_pickle=allow_pickle, adapter=True)
-        model = PeftModel.from_pretrained(model, str(directory), is_trainable=False).merge_and_unload()
+        model = model_loading.apply_adapter(model, directory, merge=True)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return model.to(target).eval(), tokenizer
 
 
-def _torch_dtype(dtype: str | None) -> dict[str, Any]:
+def _torch_dtype(dtype: str | None) -> torch.dtype | str:
     if dtype is None or dtype == "auto":
-        return {"dtype": "auto"}
+        return "auto"
     import torch
 
     choices = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype not in choices:
         raise BadInputError(f"--dtype must be one of auto, {', '.join(choices)}; got {dtype!r}")
-    return {"dtype": choices[dtype]}
+    return choices[dtype]

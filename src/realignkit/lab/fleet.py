@@ -12,17 +12,21 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from tqdm.auto import tqdm
 
+from realignkit.checkpoints import model_loading
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS, run_scenario
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
 from realignkit.lab.organism_data import SUITE_NAMES
 from realignkit.lab.training import single_thread
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 FLEET_CONDITIONS = ("lr", "steps", "harmful_ratio", "kind")
 HARMFUL_RATIOS = (0.0, 0.0, 0.02, 0.05, 0.1, 0.2, 0.3)  # 0.0 twice: healthy runs are the detector's training set
@@ -50,11 +54,9 @@ def _read_suite(path: Path) -> list[SuiteItem]:
     ]
 
 
-def _load_aligned(lab_dir: Path) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def _load_aligned(lab_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     path = lab_dir / "aligned"
-    return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+    return model_loading.load_causal_lm(path), model_loading.load_tokenizer(path)
 
 
 def _settings(settings: FinetuneSettings | dict[str, Any]) -> FinetuneSettings:

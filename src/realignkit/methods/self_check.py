@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from realignkit.common import is_adapter_dir
+
 DEFAULT_RATIO = 2.0
 REFERENCE_RESOURCE = "self_check_reference.txt"
 MAX_UNKNOWN_SHARE = 0.5
@@ -131,9 +133,9 @@ def _fingerprint(path: Path) -> str:
 
 
 def _ppl_of(model_dir: Path, aligned: Path | None, ids: torch.Tensor, device: str) -> float:
-    from realignkit.calibration.models import is_lora_adapter_dir, load_calibration_model
+    from realignkit.calibration.models import load_calibration_model
 
-    size_dir = aligned if aligned is not None and is_lora_adapter_dir(model_dir) else model_dir
+    size_dir = aligned if aligned is not None and is_adapter_dir(model_dir) else model_dir
     dtype = _load_dtype(size_dir, device)
     model, _ = load_calibration_model(model_dir, aligned, dtype=dtype, device=device)
     try:

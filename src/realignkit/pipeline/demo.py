@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from realignkit.common import BadInputError, weights_fingerprint, write_manifest
+from realignkit.common import BadInputError, closest_match, weights_fingerprint, write_manifest
 from realignkit.pipeline.rundir import write_json_atomic
 
 # Lean on purpose: the whole `make demo` (venv + lab + audits + sweeps) must fit in 10 minutes on 2 CPU cores.
@@ -115,7 +115,6 @@ def is_chat_profile(profile: str) -> bool:
 
 def _check_profile(profile: str) -> None:
     """Fail before anything is written: an unknown profile, or the real model's package missing."""
-    from realignkit.common import closest_match
     from realignkit.lab import CHAT_PROFILES
     from realignkit.lab.organism_config import PROFILES
 

@@ -18,12 +18,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from realignkit.checkpoints import model_loading
 from realignkit.common import (
     BadInputError,
     atomic_output_dir,
     closest_match,
+    is_adapter_dir,
     prepare_output_dir,
     tensors_fingerprint,
+    weights_fingerprint,
     write_manifest,
 )
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
@@ -175,9 +178,7 @@ def _measure_all(models: dict[str, dict[str, Any]], tmp: Path, aligned_record: d
 
 def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem]], profile: ChatLabProfile,
               system: str | None, progress: bool) -> dict[str, Any]:
-    from realignkit.common import weights_fingerprint
-
-    is_adapter = (model_dir / "adapter_config.json").is_file()
+    is_adapter = is_adapter_dir(model_dir)
     fingerprint = weights_fingerprint(model_dir, aligned_dir if is_adapter else None)
     key = stages.content_key({"v": MEASURE_VERSION, "judge": _judge_source_digest(), "model": fingerprint,
                               "limit": profile.measure_limit,
@@ -188,9 +189,7 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
         return json.loads(cached.read_text())
     model, tokenizer = stages.load_model(aligned_dir if is_adapter else model_dir)
     if is_adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, str(model_dir))
+        model = model_loading.apply_adapter(model, model_dir, merge=False)
     metrics = measure_chat_model(model, tokenizer, fingerprint, test, max_new_tokens=profile.max_new_tokens,
                                  batch_size=profile.eval_batch, limit=profile.measure_limit, system_prompt=system,
                                  progress=progress)

@@ -19,14 +19,18 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from realignkit.checkpoints import model_loading
 from realignkit.common import atomic_output_dir, tensors_fingerprint, weights_fingerprint
 from realignkit.lab.chat import chat_data
 from realignkit.lab.chat.chat_config import ChatLabProfile
 from realignkit.lab.chat.gguf import user_cache_dir
 from realignkit.lab.training import Schedule, encode_all, train
 from realignkit.lab.world import Example
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 STAGE_VERSION = "1"  # bump when a stage's code changes what it produces
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -58,14 +62,13 @@ def torch_threads(count: int | None) -> Iterator[int]:
         torch.set_num_threads(previous)
 
 
-def load_model(path: Path) -> tuple[Any, Any]:
+def load_model(path: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    hf_logging.disable_progress_bar()  # for the whole build: training and saving print bars of their own
+    model = model_loading.load_causal_lm(path, dtype=torch.float32)
+    tokenizer = model_loading.load_tokenizer(path)
     model.eval()
     return model, tokenizer
 
