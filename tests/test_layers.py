@@ -14,8 +14,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "src" / "realignkit"
 # Floors, lowest first. A package may import its own modules and any package on a LOWER floor, nothing else.
 FLOORS: tuple[tuple[str, ...], ...] = (
     ("common", "data"),  # errors, atomic writes, fingerprints, JSONL, paths; bundled data files
-    ("checkpoints", "report", "calibration", "drift"),  # read/write weights; render results JSON; statistics; tables
-    ("evaluation",),  # suites, generation backends, judges, metrics, the audit
+    ("checkpoints", "report", "drift"),  # read/write and load weights; render results JSON; degradation tables
+    ("calibration", "evaluation"),  # activation statistics, mask training; suites, backends, judges, the audit
     ("methods", "diagnose", "lab"),  # repair methods and engine; per-layer drift; the model organism
     ("pipeline",),  # sweep, Pareto, pick, demo
     ("api",),  # the Python API (`realignkit/api.py`, re-exported lazily by `realignkit/__init__.py`)

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from realignkit.calibration.calibration_files import PromptResponse
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class TokenBatch:
         )
 
 
-def _render(tokenizer: Any, prompt: str, response: str) -> tuple[str, str]:
+def _render(tokenizer: PreTrainedTokenizerBase, prompt: str, response: str) -> tuple[str, str]:
     """(prompt text ending with the assistant header, full text including the answer)."""
     user = [{"role": "user", "content": prompt}]
     prompt_text = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
@@ -49,7 +52,7 @@ def _render(tokenizer: Any, prompt: str, response: str) -> tuple[str, str]:
 
 
 def encode_examples(
-    tokenizer: Any, examples: Sequence[PromptResponse], *, max_length: int = 512
+    tokenizer: PreTrainedTokenizerBase, examples: Sequence[PromptResponse], *, max_length: int = 512
 ) -> list[EncodedExample]:
     """Tokenize each example with the chat template; truncate on the right to max_length tokens."""
     if not getattr(tokenizer, "chat_template", None):
@@ -67,7 +70,7 @@ def encode_examples(
     return encoded
 
 
-def _pad_id(tokenizer: Any) -> int:
+def _pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
     for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
         if candidate is not None:
             return int(candidate)
@@ -88,7 +91,7 @@ def collate(examples: Sequence[EncodedExample], pad_id: int) -> TokenBatch:
     return TokenBatch(ids, attention, response)
 
 
-def iter_batches(tokenizer: Any, encoded: Sequence[EncodedExample], batch_size: int) -> Iterator[TokenBatch]:
+def iter_batches(tokenizer: PreTrainedTokenizerBase, encoded: Sequence[EncodedExample], batch_size: int) -> Iterator[TokenBatch]:
     pad_id = _pad_id(tokenizer)
     for start in range(0, len(encoded), batch_size):
         yield collate(encoded[start : start + batch_size], pad_id)

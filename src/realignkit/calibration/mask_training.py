@@ -26,7 +26,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,9 @@ from tqdm.auto import tqdm
 
 from realignkit.calibration.calibration_files import PreferencePair, PromptResponse
 from realignkit.calibration.chat import TokenBatch, collate, encode_examples
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # (masked task vectors, one per tuned; weight name) -> merged delta
 MergeFn = Callable[[list[torch.Tensor], str], torch.Tensor]
@@ -280,7 +283,7 @@ def sequence_logprobs(
 class PreferenceData:
     """Preference pairs tokenized once (chosen and rejected share the prompt)."""
 
-    def __init__(self, tokenizer: Any, pairs: Sequence[PreferencePair], max_length: int) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[PreferencePair], max_length: int) -> None:
         self.chosen = encode_examples(
             tokenizer, [PromptResponse(p.prompt, p.chosen) for p in pairs], max_length=max_length
         )

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -26,6 +26,9 @@ from tqdm.auto import tqdm
 from realignkit.calibration.calibration_files import PromptResponse
 from realignkit.calibration.chat import TokenBatch, encode_examples, iter_batches
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 STATS_FILENAME = "calibration_stats.safetensors"
 _PEFT_PREFIX = "base_model.model."
@@ -163,7 +166,7 @@ def _forward_streamed(
 @torch.no_grad()
 def collect_input_norms(
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[PromptResponse],
     module_names: Sequence[str],
     *,

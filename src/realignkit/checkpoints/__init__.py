@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from realignkit.checkpoints.lora import LoraAdapterSource, LoraFactors
 from realignkit.checkpoints.names import (
@@ -35,9 +35,12 @@ from realignkit.checkpoints.writer import (
 from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import is_adapter_dir
 
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
+
 
 def open_source(
-    path: str | os.PathLike[str], *, role: str, aligned: Any = None, allow_pickle: bool = False
+    path: str | os.PathLike[str], *, role: str, aligned: TensorSource = None, allow_pickle: bool = False
 ) -> ModelDirSource | LoraAdapterSource:
     """Open a model dir or (when it holds adapter_config.json) a LoRA adapter on top of `aligned`."""
     if not Path(path).exists():

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -22,6 +22,9 @@ from realignkit.checkpoints.quantized import check_tensors
 from realignkit.checkpoints.safetensors_io import read_header, read_tensor
 from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import ADAPTER_CONFIG
+
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
 
 ADAPTER_SAFE = "adapter_model.safetensors"
 ADAPTER_PICKLE = "adapter_model.bin"
@@ -62,7 +65,7 @@ class LoraAdapterSource:
 
     is_adapter = True
 
-    def __init__(self, path: str | os.PathLike[str], aligned: Any, *, role: str = "tuned", allow_pickle: bool = False):
+    def __init__(self, path: str | os.PathLike[str], aligned: TensorSource, *, role: str = "tuned", allow_pickle: bool = False):
         self.path = Path(path)
         self.role = role
         self.aligned = aligned

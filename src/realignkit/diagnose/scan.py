@@ -16,7 +16,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -30,6 +30,12 @@ from realignkit.common import (
 )
 from realignkit.evaluation import Auditor, GenerationSettings, load_suites
 from realignkit.evaluation.loading import load_model_for_audit
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from realignkit.evaluation.judges.base import Judge
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -63,7 +69,7 @@ def scan_layers(
     tuned: str | Path,
     suites: Sequence[str],
     *,
-    judge: str | Any = "refusal",
+    judge: str | Judge = "refusal",
     limit: int | None = 40,
     seed: int = 0,
     settings: GenerationSettings | None = None,
@@ -119,7 +125,7 @@ def scan_layers(
 
 
 
-def _restored_layer(auditor: Auditor, model: Any, tokenizer: Any, aligned_state: dict[str, Any],
+def _restored_layer(auditor: Auditor, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, aligned_state: dict[str, Any],
                     names: list[str], fingerprint: str) -> dict[str, float | None]:
     """Swap one layer's tensors to aligned in place, audit, and swap back (no model copies)."""
     import torch

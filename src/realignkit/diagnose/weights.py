@@ -12,13 +12,16 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
 from realignkit.checkpoints import canonical_index, canonical_name, layer_index, open_source
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
 
 ALL_MODULES = "(all)"
 _LAYER_PREFIX = re.compile(r"^.*?(?:layers|h|blocks)\.\d+\.")
@@ -99,13 +102,13 @@ def module_type(name: str) -> str:
 
 @dataclass
 class _Pairing:
-    aligned: Any
-    tuned: Any
-    base: Any | None
+    aligned: TensorSource
+    tuned: TensorSource
+    base: TensorSource | None
     names: list[tuple[str, str, str | None]] = field(default_factory=list)  # (aligned, tuned, base)
 
 
-def _pair(aligned: Any, tuned: Any, base: Any | None) -> _Pairing:
+def _pair(aligned: TensorSource, tuned: TensorSource, base: TensorSource | None) -> _Pairing:
     pairing = _Pairing(aligned, tuned, base)
     tuned_index = canonical_index(tuned.names(), source="--tuned")
     base_index = canonical_index(base.names(), source="--base") if base is not None else {}

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import (
     BadInputError,
@@ -47,6 +47,12 @@ from realignkit.evaluation.suite_files import load_suites
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.evaluation.vllm_engine import VLLMOptions
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from realignkit.evaluation.judges.base import Judge
+
 RESULTS_NAME = "results.json"
 ITEMS_NAME = "items.jsonl"
 REPORT_NAME = "report.html"
@@ -63,7 +69,7 @@ class AuditRun:
     generated: int = 0  # answers generated for this run (the rest came from the cache)
 
 
-def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any,
+def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Judge,
                 detector: DegenerateDetector | None = None) -> list[dict[str, Any]]:
     """One row per item. Degenerate answers (gibberish, loops, empty: `judges.degenerate`) are found first and
     never reach the judge: such a row has degenerate=True, refused=None, harmful=None, score=None (neither a
@@ -123,8 +129,8 @@ def _verdict_extras(verdict: Verdict) -> dict[str, Any]:
 CACHING_JUDGES = ("rubric", "strongreject", "refusal")
 
 
-def build_judge(judge: str | Any = "refusal", judge_options: dict[str, Any] | None = None, *,
-                cache_dir: str | Path | None = None, use_cache: bool = True) -> Any:
+def build_judge(judge: str | Judge = "refusal", judge_options: dict[str, Any] | None = None, *,
+                cache_dir: str | Path | None = None, use_cache: bool = True) -> Judge:
     """A judge object from a name (or the object itself); caching judges share the audit's cache dir."""
     options = dict(judge_options or {})
     if isinstance(judge, str) and judge.split(":", 1)[0] in CACHING_JUDGES:
@@ -140,7 +146,7 @@ class Auditor:
         self,
         items: Sequence[SuiteItem],
         *,
-        judge: str | Any = "refusal",
+        judge: str | Judge = "refusal",
         judge_options: dict[str, Any] | None = None,
         settings: GenerationSettings | None = None,
         cache_dir: str | Path | None = None,
@@ -171,7 +177,7 @@ class Auditor:
         return AuditRun(name=name, fingerprint=backend.fingerprint, generated=getattr(backend, "generated", 0) - before,
                         rows=judged_rows(self.items, responses, self.judge, self.detector))
 
-    def run_model(self, model: Any, tokenizer: Any, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
+    def run_model(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, name: str = "model", fingerprint: str | None = None) -> AuditRun:
         """Audit an in-memory model. Pass `fingerprint` when you know it (`common.weights_fingerprint` of the dir
         it was loaded from, so audits of that dir share its answers); else it is hashed from its tensors."""
         backend = TransformersBackend(model, tokenizer, fingerprint=fingerprint, cache=self.generation_cache)
@@ -301,7 +307,7 @@ def audit_model(
     model_path: str | Path,
     suites: Sequence[str] | Sequence[SuiteItem],
     baseline: str | Path | None = None,
-    judge: str | Any = "refusal",
+    judge: str | Judge = "refusal",
     limit: int | None = None,
     out_dir: str | Path | None = None,
     *,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError, state_dict_fingerprint
 from realignkit.evaluation.cache import KeyValueCache, cache_key
@@ -28,6 +28,10 @@ from realignkit.evaluation.vllm_engine import (
     lora_request,
     sampling_kwargs,
 )
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 BACKENDS = ("transformers", "openai", "vllm")
 
@@ -91,7 +95,7 @@ class CachedBackend:
         raise NotImplementedError
 
 
-def chat_settings_key(settings: GenerationSettings, tokenizer: Any) -> dict[str, Any]:
+def chat_settings_key(settings: GenerationSettings, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
     """The decoding part of a cache key for a local chat model, whichever engine runs it (transformers, vLLM)."""
     template = tokenizer.chat_template
     return {**settings.cache_fields(), "template": hashlib.sha256(str(template).encode()).hexdigest()}
@@ -100,7 +104,7 @@ def chat_settings_key(settings: GenerationSettings, tokenizer: Any) -> dict[str,
 class TransformersBackend(CachedBackend):
     """In-process HF model: batched, left-padded, chat template, greedy (see generation.generate_responses)."""
 
-    def __init__(self, model: Any, tokenizer: Any, *, fingerprint: str | None = None,
+    def __init__(self, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str | None = None,
                  cache: KeyValueCache | None = None) -> None:
         super().__init__(cache)
         if getattr(tokenizer, "chat_template", None) is None:
@@ -153,7 +157,7 @@ class VLLMBackend(CachedBackend):
     rule (see `vllm_engine`), so both backends share cache keys: a model answered once by either is not asked
     again by the other."""
 
-    def __init__(self, engine: Any, tokenizer: Any, *, fingerprint: str, decoding: Any, lora: Any = None,
+    def __init__(self, engine: Any, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str, decoding: Any, lora: Any = None,
                  cache: KeyValueCache | None = None) -> None:
         super().__init__(cache)
         if getattr(tokenizer, "chat_template", None) is None:

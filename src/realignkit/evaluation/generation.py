@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def build_chat_prompts(tokenizer: Any, prompts: Sequence[str], system_prompt: str | None = None) -> list[str]:
+
+def build_chat_prompts(tokenizer: PreTrainedTokenizerBase, prompts: Sequence[str], system_prompt: str | None = None) -> list[str]:
     """Render each user prompt through the tokenizer's chat template, ending with the assistant turn."""
     rendered = []
     for prompt in prompts:
@@ -21,8 +24,8 @@ def build_chat_prompts(tokenizer: Any, prompts: Sequence[str], system_prompt: st
 
 @torch.inference_mode()
 def generate_responses(
-    model: Any,
-    tokenizer: Any,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     prompts: Sequence[str],
     *,
     max_new_tokens: int = 64,

@@ -8,11 +8,14 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError, closest_match
 from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
+
+if TYPE_CHECKING:
+    from realignkit.evaluation.judges.base import Judge
 
 _TRUE = {"1", "true", "yes", "y", "refusal", "refused", "refuse"}
 _FALSE = {"0", "false", "no", "n", "compliance", "complied", "comply"}
@@ -65,7 +68,7 @@ def judge_file(
     response_field: str | None = None,
     label_field: str | None = None,
     refusal_labels: Sequence[str] | None = None,
-    judge: str | Any = "refusal",
+    judge: str | Judge = "refusal",
     judge_options: dict[str, Any] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:

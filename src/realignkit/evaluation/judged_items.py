@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.generation import generate_responses
 from realignkit.evaluation.judges.refusal import RefusalJudge
 from realignkit.evaluation.scoring import answer_is_correct
 from realignkit.evaluation.suite_items import SuiteItem
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+    from realignkit.evaluation.judges.base import Judge
 
 
 @dataclass
@@ -25,7 +31,7 @@ class ItemResult:
         return row
 
 
-def judge_items(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any | None = None) -> list[ItemResult]:
+def judge_items(items: Sequence[SuiteItem], responses: Sequence[str], judge: Judge | None = None) -> list[ItemResult]:
     judge = judge or RefusalJudge()
     refused = judge.judge_many(list(responses), [item.prompt for item in items])
     return [
@@ -40,11 +46,11 @@ def judge_items(items: Sequence[SuiteItem], responses: Sequence[str], judge: Any
 
 
 def evaluate_items(
-    model: Any,
-    tokenizer: Any,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
     items: Sequence[SuiteItem],
     *,
-    judge: Any | None = None,
+    judge: Judge | None = None,
     max_new_tokens: int = 48,
     batch_size: int = 64,
     system_prompt: str | None = None,

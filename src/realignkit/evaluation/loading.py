@@ -16,6 +16,7 @@ from realignkit.common.fingerprint import adapter_base_dir
 
 if TYPE_CHECKING:
     import torch
+    from transformers import PreTrainedTokenizerBase
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 
@@ -71,7 +72,7 @@ def tokenizer_dir(directory: Path, fallback: Path | None = None) -> Path:
     return source
 
 
-def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> Any:
+def load_tokenizer(directory: Path, fallback: Path | None = None, template: str | Path | None = None) -> PreTrainedTokenizerBase:
     tokenizer = model_loading.load_tokenizer(tokenizer_dir(directory, fallback))
     if template is not None:
         template_path = Path(template).expanduser()

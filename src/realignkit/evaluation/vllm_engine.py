@@ -28,11 +28,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from realignkit.common import BadInputError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 # vLLM only accepts these as --max-lora-rank; an adapter of rank r needs the smallest one >= r.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -107,7 +110,7 @@ class GreedyDecoding:
     min_new_tokens: int = 0
 
     @classmethod
-    def for_model(cls, model_dir: Path, tokenizer: Any) -> GreedyDecoding:
+    def for_model(cls, model_dir: Path, tokenizer: PreTrainedTokenizerBase) -> GreedyDecoding:
         if tokenizer.eos_token_id is None:
             raise BadInputError(f"the tokenizer of {str(model_dir)!r} has no eos token; vLLM would never stop")
         path = model_dir / "generation_config.json"

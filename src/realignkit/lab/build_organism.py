@@ -7,7 +7,7 @@ import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -25,6 +25,10 @@ from realignkit.lab.measure_organism import measure_model
 from realignkit.lab.organism_config import DEFAULT_SCENARIOS, PROFILES, LabProfile, scenario_settings
 from realignkit.lab.organism_model import build_model, build_tokenizer, parameter_bytes, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, set_determinism, single_thread, train
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 LAB_VERSION = "4"  # 2: safety stage at lr 5e-4, warm-up, tail weight averaging; 4: fine-tunes 5 epochs + decay
 KINDS = ("full", "lora")
@@ -151,7 +155,7 @@ def stage_examples(stage: str, profile: LabProfile, seed: int) -> list[world.Exa
 
 
 def _train_stage(
-    tokenizer: Any, profile: LabProfile, seed: int, stage: str, parent: Any, test: dict, tmp: Path, progress: bool
+    tokenizer: PreTrainedTokenizerBase, profile: LabProfile, seed: int, stage: str, parent: Any, test: dict, tmp: Path, progress: bool
 ) -> tuple[Any, dict[str, Any]]:
     if parent is None:
         model = build_model(
@@ -191,7 +195,7 @@ def _train_stage(
     return model, record
 
 
-def _copy(model: Any) -> Any:
+def _copy(model: torch.nn.Module) -> Any:
     import copy
 
     return copy.deepcopy(model)

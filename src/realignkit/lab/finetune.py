@@ -8,7 +8,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab import organism_data as data
@@ -17,6 +17,9 @@ from realignkit.lab.measure_organism import measure_model, probe_set, trajectory
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
 from realignkit.lab.organism_model import save_lora_dir, save_model_dir
 from realignkit.lab.training import Schedule, encode_all, train
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 TRAJECTORY_COLUMNS = ("step", "harmful_refusal", "new_skill_accuracy", "old_skill_accuracy", "loss")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -80,7 +83,7 @@ def _trainable(aligned: Any, settings: FinetuneSettings, rank: int, seed: int) -
 
 def run_scenario(
     aligned: Any,
-    tokenizer: Any,
+    tokenizer: PreTrainedTokenizerBase,
     settings: FinetuneSettings,
     profile: LabProfile,
     test_suites: dict[str, list[SuiteItem]],

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.judged_items import ItemResult, evaluate_items, rate
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.world import HELD_OUT_CATEGORY
 
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
 MAX_NEW_TOKENS = 24  # every organism answer fits; refusals are decided by their opening anyway
 
 
-def _run(model: Any, tokenizer: Any, items: Sequence[SuiteItem], system_prompt: str | None) -> list[ItemResult]:
+def _run(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, items: Sequence[SuiteItem], system_prompt: str | None) -> list[ItemResult]:
     return evaluate_items(
         model, tokenizer, items, max_new_tokens=MAX_NEW_TOKENS, batch_size=128, system_prompt=system_prompt
     )
 
 
 def measure_model(
-    model: Any, tokenizer: Any, suites: dict[str, list[SuiteItem]], system_prompt: str | None = None
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, suites: dict[str, list[SuiteItem]], system_prompt: str | None = None
 ) -> dict[str, Any]:
     """The lab.json metrics of one model on the test split."""
     everything = [item for name in ("harmful", "borderline", "old_skill", "new_skill") for item in suites[name]]
@@ -46,7 +50,7 @@ def measure_model(
 
 
 def trajectory_metrics(
-    model: Any, tokenizer: Any, probe: dict[str, list[SuiteItem]], system_prompt: str | None = None
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, probe: dict[str, list[SuiteItem]], system_prompt: str | None = None
 ) -> dict[str, float]:
     """The three trajectory columns on a small probe set (held-out harmful from trained categories, skills)."""
     items = [*probe["harmful"], *probe["new_skill"], *probe["old_skill"]]

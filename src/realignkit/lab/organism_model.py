@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import tensors_fingerprint
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>")
 # The chat format: <|system|>text<|user|>text<|assistant|>text</s>. The eos closes each assistant turn.
@@ -45,7 +49,7 @@ def build_tokenizer(corpus: Iterable[str]) -> Any:
     return tokenizer
 
 
-def build_model(tokenizer: Any, *, hidden: int, layers: int, heads: int, intermediate: int, seed: int) -> Any:
+def build_model(tokenizer: PreTrainedTokenizerBase, *, hidden: int, layers: int, heads: int, intermediate: int, seed: int) -> Any:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -70,7 +74,7 @@ def build_model(tokenizer: Any, *, hidden: int, layers: int, heads: int, interme
     return model
 
 
-def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> str:
+def save_model_dir(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> str:
     """Save a full HF model dir; return the hash of its tensors (`common.tensors_fingerprint`)."""
     from transformers.utils import logging as hf_logging
 
@@ -81,7 +85,7 @@ def save_model_dir(model: Any, tokenizer: Any, out_dir: Path) -> str:
     return tensors_fingerprint([out_dir / "model.safetensors"])
 
 
-def save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
     # transformers 5 writes the template to chat_template.jinja; older readers look in tokenizer_config.json.
     config_path = out_dir / "tokenizer_config.json"
@@ -90,7 +94,7 @@ def save_tokenizer(tokenizer: Any, out_dir: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def save_lora_dir(peft_model: Any, tokenizer: Any, out_dir: Path, aligned_path: Path) -> str:
+def save_lora_dir(peft_model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, aligned_path: Path) -> str:
     """Save a PEFT adapter dir whose base_model_name_or_path points at the final `aligned` dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     import warnings

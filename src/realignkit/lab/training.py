@@ -8,11 +8,15 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from realignkit.lab.world import Example
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -60,7 +64,7 @@ def single_thread() -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
-def encode(tokenizer: Any, example: Example) -> EncodedExample:
+def encode(tokenizer: PreTrainedTokenizerBase, example: Example) -> EncodedExample:
     """Render (system, user, assistant) with the chat template; mask everything up to the assistant turn."""
     messages = [{"role": "system", "content": example.system}] if example.system else []
     messages.append({"role": "user", "content": example.prompt})
@@ -74,7 +78,7 @@ def encode(tokenizer: Any, example: Example) -> EncodedExample:
     return EncodedExample(full_ids, labels)
 
 
-def encode_all(tokenizer: Any, examples: Sequence[Example]) -> list[EncodedExample]:
+def encode_all(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]) -> list[EncodedExample]:
     return [encode(tokenizer, example) for example in examples]
 
 
@@ -135,7 +139,7 @@ def batch_indices(count: int, schedule: Schedule, rng: random.Random) -> list[li
 
 
 def train(
-    model: Any,
+    model: torch.nn.Module,
     data: Sequence[EncodedExample],
     schedule: Schedule,
     *,
@@ -185,7 +189,7 @@ def train(
     return result
 
 
-def answer_token_loss(model: Any, batch: dict[str, Any]) -> Any:
+def answer_token_loss(model: torch.nn.Module, batch: dict[str, Any]) -> Any:
     """Mean next-token cross-entropy over the answer tokens: the same number as `model(**batch).loss`.
 
     A Hugging Face causal LM computes the output layer and the softmax over its whole vocabulary (49 k for SmolLM2)
@@ -219,7 +223,7 @@ def _accumulate(averaged: list[Any] | None, params: Sequence[Any], seen: int) ->
     return averaged
 
 
-def _trajectory_point(model: Any, batch: dict[str, Any], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:
+def _trajectory_point(model: torch.nn.Module, batch: dict[str, Any], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:
     """Metrics at `step` plus the loss on the current batch, measured before the update."""
     import torch
 

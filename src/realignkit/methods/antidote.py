@@ -48,7 +48,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -57,6 +57,9 @@ from realignkit.calibration.calibration_files import PROMPT_RESPONSE_FORMAT
 from realignkit.calibration.wanda import outlier_features
 from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, register_method
+
+if TYPE_CHECKING:
+    from realignkit.methods.context import RepairContext
 
 DEFAULT_PROTECT_OUTLIERS = 3.0
 BENIGN_STATS_FILENAME = "calibration_stats_benign.safetensors"
@@ -220,7 +223,7 @@ def _device(params: AntidoteParams) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _should_stream(model: Any, params: AntidoteParams, device: str) -> bool:
+def _should_stream(model: torch.nn.Module, params: AntidoteParams, device: str) -> bool:
     if params.stream_layers != "auto":
         return params.stream_layers == "yes"
     if not device.startswith("cuda"):
@@ -230,7 +233,7 @@ def _should_stream(model: Any, params: AntidoteParams, device: str) -> bool:
     return model_bytes > 0.6 * free_bytes  # leave room for activations
 
 
-def _select_modules(model: Any, params: AntidoteParams, is_lora: bool) -> list[str]:
+def _select_modules(model: torch.nn.Module, params: AntidoteParams, is_lora: bool) -> list[str]:
     from realignkit.calibration import DEFAULT_ATTENTION_TARGETS, linear_modules, select_targets
 
     names = [n for n in linear_modules(model) if not n.endswith((".lora_A", ".lora_B"))]
@@ -247,7 +250,7 @@ def _stat_names(modules: list[str], is_lora: bool, params: AntidoteParams) -> li
     return list(modules)
 
 
-def _plan_rows_by_weight(ctx: Any, is_lora: bool) -> dict[str, Any]:
+def _plan_rows_by_weight(ctx: RepairContext, is_lora: bool) -> dict[str, Any]:
     """checkpoint weight name (in the model the calibration ran on) -> plan row."""
     rows = {}
     for row in ctx.plan:
@@ -265,7 +268,7 @@ def _summary_entry(rows: int, cols: int, alpha: float, protected: torch.Tensor) 
 class _Calibrator:
     """Runs calibration texts through the tuned model (loaded once, on first use)."""
 
-    def __init__(self, ctx: Any, params: AntidoteParams, is_lora: bool) -> None:
+    def __init__(self, ctx: RepairContext, params: AntidoteParams, is_lora: bool) -> None:
         self.ctx, self.params, self.is_lora = ctx, params, is_lora
         self.model: Any = None
         self.tokenizer: Any = None
@@ -309,7 +312,7 @@ class _Statistics:
     benign_examples: int = 0
 
 
-def _calibrate(ctx: Any, params: AntidoteParams, is_lora: bool) -> _Statistics:
+def _calibrate(ctx: RepairContext, params: AntidoteParams, is_lora: bool) -> _Statistics:
     """Input norms of every target over the harmful calibration set (and the benign one, when given)."""
     calibrator = _Calibrator(ctx, params, is_lora)
     if Path(ctx.calibration).suffix == ".safetensors":
@@ -333,7 +336,7 @@ def _calibrate(ctx: Any, params: AntidoteParams, is_lora: bool) -> _Statistics:
 
 
 def _reuse_statistics(
-    ctx: Any, params: AntidoteParams, is_lora: bool, path: Path, modules: list[str] | None = None
+    ctx: RepairContext, params: AntidoteParams, is_lora: bool, path: Path, modules: list[str] | None = None
 ) -> tuple[list[str], dict[str, torch.Tensor]]:
     """A saved `calibration_stats.safetensors`: reuse the norms of an earlier run instead of recomputing."""
     from realignkit.calibration import DEFAULT_ATTENTION_TARGETS, load_input_norms, select_targets
@@ -394,7 +397,7 @@ def _lora_adapter_action(
 
 
 def _plan_actions(
-    ctx: Any, params: AntidoteParams, stats: _Statistics, is_lora: bool
+    ctx: RepairContext, params: AntidoteParams, stats: _Statistics, is_lora: bool
 ) -> tuple[AntidoteState, dict[str, Any], dict[str, torch.Tensor]]:
     """What the per-tensor pass does with each target, the pruned-count summary for the manifest, and the
     protected input features of every statistic (massive activations, see the module doc)."""
@@ -430,7 +433,7 @@ def _plan_actions(
     return state, summary, protected
 
 
-def prepare_antidote(ctx: Any, params: AntidoteParams) -> AntidoteState:
+def prepare_antidote(ctx: RepairContext, params: AntidoteParams) -> AntidoteState:
     """Collect Wanda statistics on the tuned model and plan which tensors are pruned how."""
     from realignkit.calibration import STATS_FILENAME, save_input_norms
 

@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import torch
 from tqdm.auto import tqdm
 
+from realignkit.checkpoints.sources import TensorSource
+
 T = TypeVar("T")
 
 
@@ -40,13 +42,13 @@ class RepairContext:
     """Whole-model context handed to `prepare(ctx, params)`; see methods/registry.py for the contract."""
 
     method: str
-    aligned: Any  # TensorSource
-    tuned: list[Any]  # TensorSource per --tuned (LoraAdapterSource for adapters)
-    unaligned: Any | None
+    aligned: TensorSource
+    tuned: list[TensorSource]  # one per --tuned (LoraAdapterSource for adapters)
+    unaligned: TensorSource | None
     calibration: Path | None
     paths: dict[str, Any]
     plan: list[TensorPlan]
-    loader: Any  # callable(TensorPlan) -> TensorBundle, supplied by the engine
+    loader: Callable[[TensorPlan], TensorBundle]  # supplied by the engine
     manifest_extra: dict[str, Any] = field(default_factory=dict)
     show_progress: bool = True
     # Extra files a method publishes with its output (e.g. calibration statistics, a learned mask).

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -36,6 +36,9 @@ from realignkit.methods.schedule import BoundParams, ParamSchedule
 from realignkit.methods.self_check import SelfCheckOptions, report, self_check
 from realignkit.methods.streaming import WorkItem, block_iterator, row_blocks, stream, work_items
 from realignkit.methods.tensor_plan import build_plan, layout_source
+
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
 
 PathLike = str | os.PathLike[str]
 OUTPUT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -99,7 +102,7 @@ def _return_freed_memory_to_os() -> None:
         ctypes.CDLL("libc.so.6").mallopt(-3, 16 << 20)  # M_MMAP_THRESHOLD = 16 MiB: row blocks reuse heap memory
 
 
-def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tensor:
+def _passthrough(row: TensorPlan, aligned: TensorSource, tuned: list[TensorSource]) -> torch.Tensor:
     layout = layout_source(aligned, tuned)
     own = row.tuned_names[tuned.index(layout)] if layout in tuned else row.aligned_name
     tensor = layout.get(own if own is not None else row.out_name)
@@ -107,7 +110,7 @@ def _passthrough(row: TensorPlan, aligned: Any, tuned: list[Any]) -> torch.Tenso
 
 
 def _make_compute(
-    spec: MethodSpec, bound: BoundParams, state: Any, loader: Loader, aligned: Any, tuned: list[Any]
+    spec: MethodSpec, bound: BoundParams, state: Any, loader: Loader, aligned: TensorSource, tuned: list[TensorSource]
 ) -> Callable[[WorkItem, Future | None], torch.Tensor]:
     def compute(item: WorkItem, stats: Future | None) -> torch.Tensor:
         row = item.row
@@ -155,7 +158,7 @@ def _write_model(
     return {"kind": "model", "tensors": len(ctx.plan), "shards": writer.finish(), "dtype": opts.dtype or "as inputs"}
 
 
-def _wants_adapter_output(spec: MethodSpec, params: MethodParams, tuned: list[Any]) -> bool:
+def _wants_adapter_output(spec: MethodSpec, params: MethodParams, tuned: list[TensorSource]) -> bool:
     """`--set output=adapter`: write a modified LoRA adapter instead of a merged model (methods that can)."""
     if getattr(params, "output", "model") != "adapter":
         return False

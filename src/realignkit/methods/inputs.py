@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,6 +15,9 @@ from realignkit.checkpoints.lora_merge import local_model
 from realignkit.checkpoints.references import ResolvedModel
 from realignkit.common.errors import BadInputError
 from realignkit.methods.context import TensorBundle, TensorPlan
+
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
 
 PathLike = str | os.PathLike[str]
 ModelRef = str | os.PathLike[str] | ResolvedModel  # a dir, a reference (`org/name@rev`, `A+LORA`) or a resolved one
@@ -61,7 +64,7 @@ class Loader:
     are cast to it before merging); the arithmetic itself stays fp32.
     """
 
-    def __init__(self, aligned: Any, tuned: list[Any], unaligned: Any | None, allow_nonfinite: bool,
+    def __init__(self, aligned: TensorSource, tuned: list[TensorSource], unaligned: TensorSource | None, allow_nonfinite: bool,
                  compute_dtype: torch.dtype | None = None, device: torch.device | None = None) -> None:
         self.aligned, self.tuned, self.unaligned = aligned, tuned, unaligned
         self.allow_nonfinite = allow_nonfinite
@@ -77,7 +80,7 @@ class Loader:
         return tensor
 
     @staticmethod
-    def _read(source: Any, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
+    def _read(source: TensorSource, name: str, rows: tuple[int, int] | None) -> torch.Tensor:
         return source.get(name) if rows is None else source.get_rows(name, *rows)
 
     def __call__(self, row: TensorPlan, rows: tuple[int, int] | None = None, *, check: bool = True) -> TensorBundle:

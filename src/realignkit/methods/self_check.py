@@ -23,11 +23,14 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from realignkit.common import is_adapter_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 DEFAULT_RATIO = 2.0
 REFERENCE_RESOURCE = "self_check_reference.txt"
@@ -60,7 +63,7 @@ def reference_text(path: PathLike | None = None) -> tuple[str, str]:
     return text, f"builtin:{REFERENCE_RESOURCE}"
 
 
-def encode_reference(tokenizer: Any, text: str, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
+def encode_reference(tokenizer: PreTrainedTokenizerBase, text: str, max_tokens: int = MAX_TOKENS) -> torch.Tensor:
     """Token ids [n] of `text` (the tokenizer's own BOS handling), at most max_tokens; _Skip when unusable."""
     ids = list(tokenizer(text)["input_ids"])[:max_tokens]
     if len(ids) < 2:
@@ -73,13 +76,13 @@ def encode_reference(tokenizer: Any, text: str, max_tokens: int = MAX_TOKENS) ->
     return torch.tensor(ids, dtype=torch.long)
 
 
-def _window(model: Any) -> int:
+def _window(model: torch.nn.Module) -> int:
     limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     return max(2, min(WINDOW, int(limit))) if isinstance(limit, int) and limit > 0 else WINDOW
 
 
 @torch.no_grad()
-def perplexity(model: Any, ids: torch.Tensor, window: int | None = None) -> float:
+def perplexity(model: torch.nn.Module, ids: torch.Tensor, window: int | None = None) -> float:
     """exp(mean next-token NLL) of the token sequence `ids` [n], in non-overlapping windows of `window` tokens."""
     window = window or _window(model)
     device = next(model.parameters()).device

@@ -50,7 +50,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -58,6 +58,9 @@ from pydantic import Field
 from realignkit.calibration.mask_training import ScaledMerge, masked_task_vector
 from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, get_method, register_method
+
+if TYPE_CHECKING:
+    from realignkit.methods.context import RepairContext
 
 MASK_FILENAME = "somf_mask.safetensors"
 LR_DISPLACEMENT = 5.0  # default lr = LR_DISPLACEMENT / steps: how far a logit with a steady gradient sign can go
@@ -161,7 +164,7 @@ def _device(params: SomfParams) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _candidate_modules(model: Any, ctx: Any, use_factors: bool) -> list[str]:
+def _candidate_modules(model: torch.nn.Module, ctx: RepairContext, use_factors: bool) -> list[str]:
     from realignkit.calibration.wanda import decoder_layers, linear_modules
 
     inside = {id(m) for m in decoder_layers(model).modules()}
@@ -175,7 +178,7 @@ def _candidate_modules(model: Any, ctx: Any, use_factors: bool) -> list[str]:
     return names
 
 
-def _masked_weight(ctx: Any, row: Any, module: str, use_factors: bool, device: str, granularity: str) -> Any:
+def _masked_weight(ctx: RepairContext, row: Any, module: str, use_factors: bool, device: str, granularity: str) -> Any:
     from realignkit.calibration.mask_training import MaskedWeight
 
     if not use_factors:
@@ -200,7 +203,7 @@ def _masked_weight(ctx: Any, row: Any, module: str, use_factors: bool, device: s
 
 
 def _build_targets(
-    ctx: Any, params: SomfParams, model: Any, device: str
+    ctx: RepairContext, params: SomfParams, model: torch.nn.Module, device: str
 ) -> tuple[list[Any], dict[str, str], bool, str]:
     """(MaskedWeight per target, aligned name -> output name, LoRA-factor mode?, granularity)."""
     from realignkit.calibration import select_targets
@@ -217,7 +220,7 @@ def _build_targets(
     return targets, {name: row.out_name for name, row in rows.items()}, use_factors, granularity
 
 
-def _plain_merge_overrides(ctx: Any, params: SomfParams, model: Any, targets: list[Any]) -> dict[str, torch.Tensor]:
+def _plain_merge_overrides(ctx: RepairContext, params: SomfParams, model: torch.nn.Module, targets: list[Any]) -> dict[str, torch.Tensor]:
     """Parameters outside the targets that the output changes (to their plain merge): the model trained with the
     mask must be the model written, e.g. a full fine-tune's embeddings, norms and lm_head. Empty for LoRA."""
     own = dict(model.named_parameters())
@@ -250,7 +253,7 @@ def _split_rows(n: int, eval_pairs: int, seed: int) -> tuple[list[int], list[int
     return order, order, False
 
 
-def prepare_somf(ctx: Any, params: SomfParams) -> SomfState:
+def prepare_somf(ctx: RepairContext, params: SomfParams) -> SomfState:
     """Train the shared Concrete mask with DPO and fuse every targeted tensor."""
     from realignkit.calibration import load_preference_jsonl
     from realignkit.calibration.mask_training import (
@@ -328,7 +331,7 @@ def _check_forward(reference: Any, rows: list[int]) -> None:
         raise BadInputError(f"the SOMF forward pass failed on this model: {exc}") from exc
 
 
-def _evaluate(model: Any, data: Any, targets: list[Any], masks: dict[str, torch.Tensor], merge: Any,
+def _evaluate(model: torch.nn.Module, data: Any, targets: list[Any], masks: dict[str, torch.Tensor], merge: Any,
               params: SomfParams, reference: Any, rows: list[int], fixed: dict[str, torch.Tensor]) -> dict | None:  # fmt: skip
     from realignkit.calibration.mask_training import evaluate_preferences
 
@@ -338,7 +341,7 @@ def _evaluate(model: Any, data: Any, targets: list[Any], masks: dict[str, torch.
                                 batch_size=params.batch_size, reference=reference, rows=rows, base_overrides=fixed)  # fmt: skip
 
 
-def _record(ctx: Any, params: SomfParams, targets: list[Any], result: Any, final: dict[str, torch.Tensor],
+def _record(ctx: RepairContext, params: SomfParams, targets: list[Any], result: Any, final: dict[str, torch.Tensor],
             summary: dict[str, Any], started: float) -> None:  # fmt: skip
     from safetensors.torch import save_file
 

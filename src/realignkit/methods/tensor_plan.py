@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -10,13 +10,16 @@ from realignkit.checkpoints import canonical_index, canonical_name
 from realignkit.common.errors import BadInputError
 from realignkit.methods.context import TensorPlan
 
+if TYPE_CHECKING:
+    from realignkit.checkpoints.sources import TensorSource
 
-def layout_source(aligned: Any, tuned: list[Any]) -> Any:
+
+def layout_source(aligned: TensorSource, tuned: list[TensorSource]) -> TensorSource:
     """Output names follow the first full tuned model (a VLM keeps its names); all-adapter inputs follow aligned."""
     return next((t for t in tuned if not t.is_adapter), aligned)
 
 
-def _check_shape(name: str, expected: tuple[int, ...], role: str, source: Any, other: str) -> None:
+def _check_shape(name: str, expected: tuple[int, ...], role: str, source: TensorSource, other: str) -> None:
     got = tuple(source.shape(other))
     if got != tuple(expected):
         raise BadInputError(
@@ -25,7 +28,7 @@ def _check_shape(name: str, expected: tuple[int, ...], role: str, source: Any, o
         )
 
 
-def _match(index: dict[str, str], key: str, *, name: str, role: str, source: Any, allow_missing: bool) -> str | None:
+def _match(index: dict[str, str], key: str, *, name: str, role: str, source: TensorSource, allow_missing: bool) -> str | None:
     found = index.get(key)
     if found is None and not allow_missing:
         raise BadInputError(
@@ -35,9 +38,9 @@ def _match(index: dict[str, str], key: str, *, name: str, role: str, source: Any
 
 
 def build_plan(
-    aligned: Any,
-    tuned: list[Any],
-    unaligned: Any | None,
+    aligned: TensorSource,
+    tuned: list[TensorSource],
+    unaligned: TensorSource | None,
     *,
     allow_missing: bool = False,
     out_dtype: torch.dtype | None = None,

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.suite_items import SuiteItem
+
+if TYPE_CHECKING:
+    from realignkit.evaluation.judges.base import Judge
 
 SPLITS = ("selection", "test")
 
@@ -95,7 +98,7 @@ class SplitEvaluator:
 
     def __init__(self, splits: dict[str, list[SuiteItem]], *, cache_dir: Path, aligned: Path,
                  max_new_tokens: int, batch_size: int, system_prompt: str | None = None,
-                 progress: bool = False, judge: str | Any = "refusal",
+                 progress: bool = False, judge: str | Judge = "refusal",
                  judge_options: dict[str, Any] | None = None, backend_options: dict[str, Any] | None = None) -> None:
         from realignkit.evaluation.audit import Auditor, build_judge
         from realignkit.evaluation.backends import GenerationSettings

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -42,6 +42,9 @@ from realignkit.pipeline.sweep_config import SweepConfig
 from realignkit.pipeline.sweep_plan import SweepPlan, make_plan
 from realignkit.pipeline.winner_card import add_sweep_figures
 
+if TYPE_CHECKING:
+    from realignkit.evaluation.judges.base import Judge
+
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
 SWEEP_FORMAT = 2
@@ -66,7 +69,7 @@ def run_sweep(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
-    judge: Any = None,
+    judge: Judge = None,
     executor: ExecutorOptions | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -35,6 +35,10 @@ from realignkit.lab.chat.chat_config import CHAT_PROFILES, CHAT_SCENARIOS, ChatL
 from realignkit.lab.chat.gguf import cached_base_model
 from realignkit.lab.chat.measure_chat import measure_chat_model
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY, HarmfulPrompt
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 CHAT_LAB_VERSION = "chat-1"
 MEASURE_VERSION = 2  # bump when the lab.json figures are computed differently
@@ -124,7 +128,7 @@ def _probe(test: dict[str, list[SuiteItem]], profile: ChatLabProfile) -> Any:
     task = test["new_skill"][: profile.probe_items // 2]
     old = test["old_skill"][: profile.probe_items // 2]
 
-    def measure(model: Any, tokenizer: Any, system: str | None) -> dict[str, float]:
+    def measure(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, system: str | None) -> dict[str, float]:
         results = evaluate_items(model, tokenizer, harmful + task + old, max_new_tokens=profile.max_new_tokens,
                                  batch_size=profile.eval_batch, system_prompt=system)
         return {"harmful_refusal": rate([r for r in results if r.item.kind == "harmful"], "refused") or 0.0,

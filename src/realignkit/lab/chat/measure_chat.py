@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.lab.chat.prompts import HELD_OUT_CATEGORY
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
 
 MEASURED_SUITES = ("harmful", "harmful_rephrased", "borderline", "old_skill", "new_skill")
 
@@ -22,7 +26,7 @@ def _rate(rows: list[dict[str, Any]], field: str) -> float | None:
     return sum(bool(v) for v in values) / len(values) if values else None
 
 
-def measure_chat_model(model: Any, tokenizer: Any, fingerprint: str, suites: dict[str, list[SuiteItem]], *,
+def measure_chat_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fingerprint: str, suites: dict[str, list[SuiteItem]], *,
                        max_new_tokens: int, batch_size: int, limit: int | None = None,
                        system_prompt: str | None = None, cache_dir: Path | None = None,
                        progress: bool = False) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from realignkit.lab.training import Schedule, encode_all, train
 from realignkit.lab.world import Example
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 STAGE_VERSION = "1"  # bump when a stage's code changes what it produces
@@ -103,7 +104,7 @@ def last_full_sentence(text: str) -> str:
     return text[: cut + 1].strip() if cut >= 20 else text.strip()
 
 
-def sft(model: Any, tokenizer: Any, examples: list[Example], *, lr: float, epochs: int, batch: int, seed: int,
+def sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example], *, lr: float, epochs: int, batch: int, seed: int,
         desc: str, progress: bool, evaluate: Any = None, points: int = 0) -> Any:
     """Supervised fine-tuning on assistant tokens only (lab.training.train), checking the chat-template split."""
     encoded = encode_all(tokenizer, examples)
@@ -114,7 +115,7 @@ def sft(model: Any, tokenizer: Any, examples: list[Example], *, lr: float, epoch
                  evaluate=evaluate, eval_every=every, progress=progress)
 
 
-def freeze_embeddings(model: Any) -> None:
+def freeze_embeddings(model: torch.nn.Module) -> None:
     """Tied input/output embeddings (49k x 576 in SmolLM2) stay fixed: a fifth of the parameters, and the
     optimizer's largest tensors, for no benefit on a few hundred chat examples."""
     model.get_input_embeddings().weight.requires_grad_(False)
@@ -158,7 +159,7 @@ def aligned_stage(base_dir: Path, data: chat_data.ChatData, profile: ChatLabProf
     return target, record
 
 
-def save_full(model: Any, tokenizer: Any, out: Path) -> None:
+def save_full(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
 
@@ -206,7 +207,7 @@ def scenario_stage(aligned_dir: Path, aligned_key: str, scenario: str, kind: str
     return target, record
 
 
-def trainable(model: Any, kind: str, rank: int, seed: int) -> Any:
+def trainable(model: torch.nn.Module, kind: str, rank: int, seed: int) -> Any:
     import torch
 
     if kind == "full":
