@@ -110,14 +110,15 @@ def audit(
 ) -> dict[str, Any]:
     """Audit `model` (against `baseline`) on `suites`; returns the results dict (results.json when `out` is set)."""
     from realignkit.checkpoints.lora_merge import model_and_base
-    from realignkit.evaluation import GenerationSettings, audit_model
+    from realignkit.evaluation import AuditOptions, BackendOptions, GenerationSettings, audit_model
 
     model_dir, base_dir = model_and_base(os.fspath(model), _str(aligned), "model", "aligned")
     baseline_dir, baseline_base = model_and_base(_str(baseline), None, "baseline", "baseline_aligned")
     settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)
+    options = AuditOptions(seed=seed, settings=settings, model=BackendOptions(aligned=base_dir),
+                           baseline=BackendOptions(aligned=baseline_base), force=force, progress=progress)
     return audit_model(model_dir, list(suites), baseline=baseline_dir, judge=judge, limit=limit, out_dir=out,
-                       seed=seed, settings=settings, backend_options={"aligned": base_dir},
-                       baseline_options={"aligned": baseline_base}, force=force, progress=progress)
+                       options=options)
 
 
 def sweep(

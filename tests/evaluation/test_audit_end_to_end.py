@@ -10,7 +10,14 @@ import pytest
 
 from realignkit.cli import main
 from realignkit.common import BadInputError, weights_fingerprint
-from realignkit.evaluation import Auditor, GenerationSettings, audit_model, load_suites
+from realignkit.evaluation import (
+    AuditOptions,
+    Auditor,
+    BackendOptions,
+    GenerationSettings,
+    audit_model,
+    load_suites,
+)
 from realignkit.evaluation.generation import generate_responses
 
 SETTINGS = GenerationSettings(max_new_tokens=6, batch_size=8)
@@ -43,9 +50,9 @@ def suite_file(tmp_path_factory) -> Path:
 
 def test_audit_with_baseline_writes_consistent_outputs(tiny_family, suite_file, tmp_path):
     out = tmp_path / "audit"
+    options = AuditOptions(settings=SETTINGS, cache_dir=tmp_path / "cache", progress=False)
     results = audit_model(tiny_family["tuned"], [str(suite_file)], baseline=tiny_family["aligned"],
-                          judge=WordJudge(), out_dir=out, settings=SETTINGS, cache_dir=tmp_path / "cache",
-                          progress=False)
+                          judge=WordJudge(), out_dir=out, options=options)
     assert sorted(p.name for p in out.iterdir()) == ["items.jsonl", "realignkit.json", "report.html", "results.json"]
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk == json.loads(json.dumps(results))
@@ -146,7 +153,7 @@ def test_peft_adapter_dir_is_audited_on_its_base(tiny_lora_dir, tiny_family, sui
     expected = generate_responses(merged, tokenizer, [i.prompt for i in items], max_new_tokens=6)
     assert [r["response"] for r in run.rows] == expected
     assert run.fingerprint == weights_fingerprint(tiny_lora_dir, tiny_family["aligned"])  # adapter + its base
-    override = auditor.run_path(tiny_lora_dir, aligned=str(tiny_family["base"]))
+    override = auditor.run_path(tiny_lora_dir, options=BackendOptions(aligned=str(tiny_family["base"])))
     assert [r["response"] for r in override.rows] != expected  # --aligned really changes the base
     assert override.fingerprint == weights_fingerprint(tiny_lora_dir, tiny_family["base"]) != run.fingerprint
 

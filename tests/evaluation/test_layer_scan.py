@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from realignkit.common import BadInputError
-from realignkit.diagnose.scan import layer_parameters, run_scan, scan_layers
+from realignkit.diagnose.scan import ScanOptions, layer_parameters, run_scan, scan_layers
 from realignkit.evaluation import Auditor, GenerationSettings, load_suites
 
 SETTINGS = GenerationSettings(max_new_tokens=5, batch_size=16)
@@ -39,8 +39,8 @@ def test_scan_matches_an_independent_restore(tiny_family, harmful_suite, tmp_pat
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "scan"
-    scan = run_scan(tiny_family["aligned"], tiny_family["tuned"], [str(harmful_suite)], out, judge=WordJudge(),
-                    settings=SETTINGS, use_cache=False, progress=False)
+    scan = run_scan(tiny_family["aligned"], tiny_family["tuned"], [str(harmful_suite)], out,
+                    options=ScanOptions(judge=WordJudge(), settings=SETTINGS, use_cache=False, progress=False))
     assert sorted(p.name for p in out.iterdir()) == ["realignkit.json", "scan.html", "scan.json", "scan.png"]
     assert [row["layer"] for row in scan["layers"]] == [0, 1, "lm_head", "model.embed_tokens", "model.norm"]
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_family["tuned"]))
@@ -64,5 +64,6 @@ def test_scan_matches_an_independent_restore(tiny_family, harmful_suite, tmp_pat
 
 def test_scan_bad_inputs(tiny_family, harmful_suite):
     with pytest.raises(BadInputError, match=r"layers \[5\] do not exist"):
-        scan_layers(tiny_family["aligned"], tiny_family["tuned"], [str(harmful_suite)], layers=[5],
-                    judge=WordJudge(), settings=SETTINGS, use_cache=False, progress=False)
+        scan_layers(tiny_family["aligned"], tiny_family["tuned"], [str(harmful_suite)],
+                    options=ScanOptions(layers=[5], judge=WordJudge(), settings=SETTINGS, use_cache=False,
+                                        progress=False))

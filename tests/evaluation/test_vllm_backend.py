@@ -14,7 +14,7 @@ from fixtures import fake_vllm
 from fixtures.models import build_lora_adapter, build_tiny_llama, build_tiny_tokenizer, tiny_llama_config
 from realignkit.cli import main
 from realignkit.common import BadInputError
-from realignkit.evaluation import Auditor, GenerationSettings
+from realignkit.evaluation import Auditor, BackendOptions, GenerationSettings
 from realignkit.evaluation.audit import make_backend
 from realignkit.evaluation.cache import KeyValueCache
 from realignkit.evaluation.suite_files import load_suites
@@ -81,7 +81,7 @@ def test_vllm_answers_and_cache_keys_equal_transformers(vllm, tiny_organism, org
     # A different system prompt is a different question for both backends.
     other = GenerationSettings(max_new_tokens=24, system_prompt="be brief")
     hf_backend = make_backend(str(model), cache=None)
-    vllm_backend = make_backend(str(model), "vllm", vllm=VLLMOptions())
+    vllm_backend = make_backend(str(model), "vllm", options=BackendOptions(vllm=VLLMOptions()))
     prompts = [item.prompt for item in organism_items]
     assert hf_backend.cache_keys(prompts, other) == vllm_backend.cache_keys(prompts, other)
     assert hf_backend.cache_keys(prompts, other) != hf_backend.cache_keys(prompts, settings)
@@ -93,10 +93,10 @@ def test_lora_adapter_is_served_as_a_lora_request(vllm, tiny_family, tmp_path):
     (tmp_path / "suite.jsonl").write_text("".join(json.dumps(row) + "\n" for row in suite))
     items = load_suites([str(tmp_path / "suite.jsonl")])
     settings = GenerationSettings(max_new_tokens=6)
-    merged = Auditor(items, settings=settings, cache_dir=tmp_path / "hf").run_path(
-        adapter, aligned=str(tiny_family["aligned"]))
+    on_aligned = BackendOptions(aligned=str(tiny_family["aligned"]))
+    merged = Auditor(items, settings=settings, cache_dir=tmp_path / "hf").run_path(adapter, options=on_aligned)
     served = Auditor(items, settings=settings, cache_dir=tmp_path / "vllm").run_path(
-        adapter, backend="vllm", aligned=str(tiny_family["aligned"]))
+        adapter, backend="vllm", options=on_aligned)
     (engine,) = vllm.calls.engines
     assert engine["model"] == str(tiny_family["aligned"])  # the base is loaded, the adapter is not merged
     assert engine["enable_lora"] is True and engine["max_loras"] == 1 and engine["max_lora_rank"] == 16
@@ -112,7 +112,7 @@ def test_what_vllm_cannot_serve_is_refused_in_one_line(vllm, tiny_family, tmp_pa
     config = json.loads((adapter / "adapter_config.json").read_text())
     (adapter / "adapter_config.json").write_text(json.dumps({**config, "use_dora": True}))
     with pytest.raises(BadInputError, match="DoRA"):
-        make_backend(str(adapter), "vllm", aligned=str(tiny_family["aligned"]))
+        make_backend(str(adapter), "vllm", options=BackendOptions(aligned=str(tiny_family["aligned"])))
     model = tmp_path / "ngram"
     shutil.copytree(tiny_family["aligned"], model)
     generation = json.loads((model / "generation_config.json").read_text())

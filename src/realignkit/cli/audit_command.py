@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given, vllm_options_from_args
@@ -62,26 +63,25 @@ def _resolve_models(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.evaluation import GenerationSettings, audit_model
+    from realignkit.evaluation import AuditOptions, BackendOptions, GenerationSettings, audit_model
 
     _resolve_models(args)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                                   system_prompt=args.system_prompt)
-    backend_options = {"aligned": args.aligned, "template": args.template, "allow_pickle": args.allow_pickle,
-                       "device": args.device, "dtype": args.dtype}
+    model = BackendOptions(aligned=args.aligned, template=args.template, allow_pickle=args.allow_pickle,
+                           device=args.device, dtype=args.dtype)
     if args.backend == "openai":
-        backend_options = {"api_base": args.api_base, "api_key_env": args.api_key_env, "timeout": args.timeout,
-                           "max_retries": args.max_retries}
+        model = BackendOptions(api_base=args.api_base, api_key_env=args.api_key_env, timeout=args.timeout,
+                               max_retries=args.max_retries)
     elif args.backend == "vllm":
-        backend_options["vllm"] = vllm_options_from_args(args)
+        model = dataclasses.replace(model, vllm=vllm_options_from_args(args))
     elif vllm_flags_given(args):
         raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
-    results = audit_model(
-        args.model, args.suite, baseline=args.baseline, judge=args.judge, limit=args.limit, out_dir=args.out,
-        seed=args.seed, settings=settings, judge_options=judge_options_from_args(args), backend=args.backend,
-        backend_options=backend_options, baseline_options={"aligned": args.baseline_aligned},
-        cache_dir=args.cache_dir, use_cache=not args.no_cache, force=args.force,
-    )
+    options = AuditOptions(seed=args.seed, settings=settings, judge_options=judge_options_from_args(args),
+                           backend=args.backend, model=model, baseline=model.with_base(args.baseline_aligned),
+                           cache_dir=args.cache_dir, use_cache=not args.no_cache, force=args.force)
+    results = audit_model(args.model, args.suite, baseline=args.baseline, judge=args.judge, limit=args.limit,
+                          out_dir=args.out, options=options)
     _print_summary(results, args.out)
     return 0
 

@@ -56,13 +56,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    from realignkit.diagnose.scan import run_scan
+    from realignkit.diagnose.scan import ScanOptions, run_scan
 
     if args.limit is not None and args.limit < 1:
         raise BadInputError("--limit must be at least 1")
-    scan = run_scan(
-        args.aligned, args.tuned, args.suite, args.out, force=args.force, judge=args.judge, limit=args.limit,
-        allow_pickle=args.allow_pickle, progress=not args.quiet,
-    )
+    options = ScanOptions(judge=args.judge, limit=args.limit, allow_pickle=args.allow_pickle, progress=not args.quiet)
+    scan = run_scan(args.aligned, args.tuned, args.suite, args.out, force=args.force, options=options)
     print(f"scanned {len(scan.get('layers', []))} layer groups; wrote {args.out}/scan.json, scan.png, scan.html")
     return 0

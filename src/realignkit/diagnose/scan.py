@@ -15,6 +15,7 @@ import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,39 +65,45 @@ def _headline(results: dict[str, Any]) -> dict[str, float | None]:
     return {key: overall.get(key) for key in ("harmful_rate", "over_refusal_rate", "utility_accuracy")}
 
 
-def scan_layers(
-    aligned: str | Path,
-    tuned: str | Path,
-    suites: Sequence[str],
-    *,
-    judge: str | Judge = "refusal",
-    limit: int | None = 40,
-    seed: int = 0,
-    settings: GenerationSettings | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    layers: Sequence[int] | None = None,
-    include_other: bool = True,
-    allow_pickle: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ScanOptions:
+    """How `scan_layers` audits: the judge, how many items per suite (`limit`, seeded), generation settings and
+    cache, which layers (`layers`, default all), and whether the groups outside the decoder layers are restored
+    too (`include_other`)."""
+
+    judge: str | Judge = "refusal"
+    limit: int | None = 40
+    seed: int = 0
+    settings: GenerationSettings | None = None
+    cache_dir: str | Path | None = None
+    use_cache: bool = True
+    layers: Sequence[int] | None = None
+    include_other: bool = True
+    allow_pickle: bool = False
+    progress: bool = True
+
+
+def scan_layers(aligned: str | Path, tuned: str | Path, suites: Sequence[str], *,
+                options: ScanOptions | None = None) -> dict[str, Any]:
     """Audit tuned, aligned and tuned-with-layer-L-restored for every layer L; returns the scan dict.
 
     With include_other, the tensors outside the decoder layers (embeddings, final norm, lm_head) are restored
     one group at a time too, since a fine-tune's safety loss can sit there as well.
     """
-    items = load_suites(list(suites), limit=limit, seed=seed)
-    auditor = Auditor(items, judge=judge, settings=settings, cache_dir=cache_dir, use_cache=use_cache)
-    aligned_model, tokenizer = load_model_for_audit(aligned, allow_pickle=allow_pickle, device="cpu")
+    opts = options or ScanOptions()
+    items = load_suites(list(suites), limit=opts.limit, seed=opts.seed)
+    auditor = Auditor(items, judge=opts.judge, settings=opts.settings, cache_dir=opts.cache_dir,
+                      use_cache=opts.use_cache)
+    aligned_model, tokenizer = load_model_for_audit(aligned, allow_pickle=opts.allow_pickle, device="cpu")
     tuned_model, _ = load_model_for_audit(tuned, aligned=aligned if is_adapter_dir(tuned) else None,
-                                          allow_pickle=allow_pickle, device="cpu")
+                                          allow_pickle=opts.allow_pickle, device="cpu")
     aligned_state, tuned_state = aligned_model.state_dict(), tuned_model.state_dict()
     if set(aligned_state) != set(tuned_state):
         raise BadInputError("aligned and tuned have different tensor names; the scan needs the same architecture")
     by_layer = layer_parameters(list(tuned_state))
     if not by_layer:
         raise BadInputError("no decoder layers (names with 'layers.N.') found in the model")
-    chosen = list(by_layer) if layers is None else list(layers)
+    chosen = list(by_layer) if opts.layers is None else list(opts.layers)
     unknown = [layer for layer in chosen if layer not in by_layer]
     if unknown:
         raise BadInputError(f"layers {unknown} do not exist; the model has layers 0..{max(by_layer)}")
@@ -109,10 +116,10 @@ def scan_layers(
                                                                fingerprint=aligned_fp))),
     }
     groups: dict[int | str, list[str]] = {layer: by_layer[layer] for layer in chosen}
-    if include_other:
+    if opts.include_other:
         groups.update(other_groups(list(tuned_state)))
     rows = []
-    for group, names in tqdm(groups.items(), desc="restore layer", disable=not progress):
+    for group, names in tqdm(groups.items(), desc="restore layer", disable=not opts.progress):
         rows.append({"layer": group, **_restored_layer(auditor, tuned_model, tokenizer, aligned_state, names,
                                                           f"{tuned_fp}+restore{group}:{aligned_fp}")})
     tuned_harm = reference["tuned"]["harmful_rate"]
@@ -174,11 +181,12 @@ def scan_plot_png(scan: dict[str, Any]) -> bytes:
 
 
 def run_scan(aligned: str | Path, tuned: str | Path, suites: Sequence[str], out_dir: str | Path, *,
-             force: bool = False, **options: Any) -> dict[str, Any]:
+             force: bool = False, options: ScanOptions | None = None) -> dict[str, Any]:
     """scan_layers + outputs (scan.json, scan.png, scan.html, realignkit.json), written atomically."""
     started = time.time()
+    opts = options or ScanOptions()
     check_output_not_inside_inputs(out_dir, [aligned, tuned])
-    scan = scan_layers(aligned, tuned, suites, **options)
+    scan = scan_layers(aligned, tuned, suites, options=opts)
     png = scan_plot_png(scan)
     with atomic_output_dir(out_dir, force=force) as tmp:
         (tmp / "scan.json").write_text(json.dumps(scan, indent=2) + "\n")
@@ -189,5 +197,5 @@ def run_scan(aligned: str | Path, tuned: str | Path, suites: Sequence[str], out_
             f"{base64.b64encode(png).decode()}'></body></html>"
         )
         write_manifest(tmp, command="diagnose --scan", started=started, inputs={"aligned": aligned, "tuned": tuned},
-                       parameters={"suites": list(suites), "limit": options.get("limit", 40)})
+                       parameters={"suites": list(suites), "limit": opts.limit})
     return scan

@@ -2,11 +2,11 @@
 
 Public API (stable; the sweep and the lab use it):
 
-- ``audit_model(model_path, suites, baseline=None, judge="refusal", limit=None, out_dir=None, *, seed=0,
-  settings=GenerationSettings(max_new_tokens=64, batch_size=16, system_prompt=None), judge_options=None,
-  backend="transformers"|"openai"|"vllm", backend_options={"aligned", "template", "allow_pickle", "device",
-  "dtype", "api_base", "api_key_env", "vllm": VLLMOptions}, cache_dir=None, use_cache=True, force=False,
-  progress=True, report=True)
+- ``audit_model(model_path, suites, baseline=None, judge="refusal", limit=None, out_dir=None, *,
+  options=AuditOptions(seed=0, settings=GenerationSettings(max_new_tokens=64, batch_size=16, system_prompt=None),
+  judge_options=None, backend="transformers"|"openai"|"vllm", model=BackendOptions(aligned, template,
+  allow_pickle, device, dtype, api_base, api_key_env, timeout, max_retries, vllm=VLLMOptions), baseline=None,
+  cache_dir=None, use_cache=True, force=False, progress=True, report=True))
   -> dict`` (results.json content; with out_dir it also writes results.json, items.jsonl, report.html,
   realignkit.json atomically). ``suites`` are specs (file, folder, ``FORMAT:PATH``, ``organism:LABDIR``) or a
   list of ``SuiteItem``.
@@ -21,7 +21,8 @@ Public API (stable; the sweep and the lab use it):
 - ``load_suites(specs, limit=None, seed=0) -> list[SuiteItem]`` (stratified by category per suite).
 - ``make_judge(name, **options)`` / ``judge_verdicts(judge, responses, prompts)``; names: refusal, rubric,
   classifier (``classifier:PATH``).
-- ``runner.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``runner.rate`` (the lab's simple loop).
+- ``judged_items.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``judged_items.rate`` (the lab's
+  simple loop).
 - ``judge_file.judge_file(input, out, prompt_field=, response_field=, label_field=, judge=)`` (`realignkit judge`).
 - ``loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
   adapter dir (merged into its base). The cache key of a model dir is ``realignkit.common.weights_fingerprint(path,
@@ -44,14 +45,17 @@ over the non-degenerate answers, utility accuracy counts them wrong; ``denominat
 """
 
 from realignkit.evaluation.audit import Auditor, AuditRun, audit_model, build_results, write_audit_outputs
+from realignkit.evaluation.audit_options import AuditOptions, BackendOptions
 from realignkit.evaluation.backends import GenerationSettings
 from realignkit.evaluation.judges import Verdict, judge_verdicts, make_judge
 from realignkit.evaluation.suite_files import load_suites
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 
 __all__ = [
+    "AuditOptions",
     "AuditRun",
     "Auditor",
+    "BackendOptions",
     "GenerationSettings",
     "SuiteItem",
     "Verdict",

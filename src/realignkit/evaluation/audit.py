@@ -23,6 +23,7 @@ from realignkit.common import (
     weights_fingerprint,
     write_manifest,
 )
+from realignkit.evaluation.audit_options import AuditOptions, BackendOptions
 from realignkit.evaluation.backends import (
     BACKENDS,
     CachedBackend,
@@ -45,7 +46,6 @@ from realignkit.evaluation.metrics import (
 from realignkit.evaluation.scoring import answer_is_correct
 from realignkit.evaluation.suite_files import load_suites
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
-from realignkit.evaluation.vllm_engine import VLLMOptions
 
 if TYPE_CHECKING:
     import torch
@@ -183,9 +183,10 @@ class Auditor:
         backend = TransformersBackend(model, tokenizer, fingerprint=fingerprint, cache=self.generation_cache)
         return self.run_backend(backend, name=name)
 
-    def run_path(self, path: str | Path, *, backend: str = "transformers", **options: Any) -> AuditRun:
+    def run_path(self, path: str | Path, *, backend: str = "transformers",
+                 options: BackendOptions | None = None) -> AuditRun:
         """Audit a model dir / adapter dir (transformers, vllm) or an endpoint model name (openai)."""
-        engine = make_backend(str(path), backend, cache=self.generation_cache, **options)
+        engine = make_backend(str(path), backend, cache=self.generation_cache, options=options)
         try:
             return self.run_backend(engine, name=str(path))
         finally:
@@ -201,40 +202,33 @@ def make_backend(
     backend: str = "transformers",
     *,
     cache: KeyValueCache | None = None,
-    aligned: str | None = None,
-    template: str | None = None,
-    allow_pickle: bool = False,
-    device: str | None = None,
-    dtype: str | None = None,
-    api_base: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    timeout: float = 60.0,
-    max_retries: int = 3,
-    vllm: VLLMOptions | None = None,
+    options: BackendOptions | None = None,
 ) -> CachedBackend:
+    """A generation backend for `model` (a model or adapter dir, or an endpoint's model name for openai)."""
+    opts = options or BackendOptions()
     if backend not in BACKENDS:
         raise BadInputError(f"unknown backend {backend!r}{closest_match(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
     if backend == "openai":
         from realignkit.evaluation.openai_client import ChatClient
 
-        client = ChatClient.from_options(api_base, model, api_key_env=api_key_env, timeout=timeout,
-                                         max_retries=max_retries)
+        client = ChatClient.from_options(opts.api_base, model, api_key_env=opts.api_key_env, timeout=opts.timeout,
+                                         max_retries=opts.max_retries)
         return OpenAIBackend(client, cache=cache)
     from realignkit.evaluation.loading import adapter_base, check_quantised_inputs, load_model_for_audit
 
-    base = adapter_base(model, aligned)
+    base = adapter_base(model, opts.aligned)
     check_quantised_inputs(Path(model), None if base is None else Path(base))  # before hashing any weights
     fingerprint = weights_fingerprint(model, base)
-    if template is not None:  # a supplied template changes the prompts, so it is part of the key
+    if opts.template is not None:  # a supplied template changes the prompts, so it is part of the key
         fingerprint += ":template"
     if backend == "vllm":
         from realignkit.evaluation.backends import build_vllm_backend
 
         return build_vllm_backend(Path(model), None if base is None else Path(base), fingerprint=fingerprint,
-                                  options=vllm, template=template, allow_pickle=allow_pickle, dtype=dtype,
-                                  cache=cache)
-    loaded, tokenizer = load_model_for_audit(model, aligned=aligned, template=template, allow_pickle=allow_pickle,
-                                             device=device, dtype=dtype)
+                                  options=opts.vllm, template=opts.template, allow_pickle=opts.allow_pickle,
+                                  dtype=opts.dtype, cache=cache)
+    loaded, tokenizer = load_model_for_audit(model, aligned=opts.aligned, template=opts.template,
+                                             allow_pickle=opts.allow_pickle, device=opts.device, dtype=opts.dtype)
     return TransformersBackend(loaded, tokenizer, fingerprint=fingerprint, cache=cache)
 
 
@@ -311,17 +305,7 @@ def audit_model(
     limit: int | None = None,
     out_dir: str | Path | None = None,
     *,
-    seed: int = 0,
-    settings: GenerationSettings | None = None,
-    judge_options: dict[str, Any] | None = None,
-    backend: str = "transformers",
-    backend_options: dict[str, Any] | None = None,
-    baseline_options: dict[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    use_cache: bool = True,
-    force: bool = False,
-    progress: bool = True,
-    report: bool = True,
+    options: AuditOptions | None = None,
 ) -> dict[str, Any]:
     """Audit `model_path` (and `baseline`, on the same items) and return the results dict.
 
@@ -329,29 +313,24 @@ def audit_model(
     results.json, items.jsonl, report.html and realignkit.json atomically (all or nothing).
     """
     started = time.time()
+    opts = options or AuditOptions()
     if suites and isinstance(suites[0], SuiteItem):
-        items = stratified_sample(list(suites), limit, seed)  # type: ignore[arg-type]
+        items = stratified_sample(list(suites), limit, opts.seed)  # type: ignore[arg-type]
     else:
-        items = load_suites(list(suites), limit=limit, seed=seed)  # type: ignore[arg-type]
+        items = load_suites(list(suites), limit=limit, seed=opts.seed)  # type: ignore[arg-type]
     if out_dir is not None:
-        # Every path the audit reads: the output replaces --out wholesale, so it must never overlap one of them.
-        extra_inputs = [(backend_options or {}).get("aligned"), (backend_options or {}).get("template"),
-                        (baseline_options or {}).get("aligned"), (judge_options or {}).get("model_path"), cache_dir]
-        inputs = [model_path, baseline, *[s for s in suites if isinstance(s, str)], *extra_inputs]
-        check_output_not_inside_inputs(out_dir, [str(p).split(":", 1)[-1] for p in inputs if p is not None])
-        prepare_output_dir(out_dir, force=force)  # refuse a bad --out before any generation
-    auditor = Auditor(items, judge=judge, judge_options=judge_options, settings=settings, cache_dir=cache_dir,
-                      use_cache=use_cache, progress=progress)
-    options = dict(backend_options or {})
-    run = auditor.run_path(model_path, backend=backend, **options)
+        _check_output_dir(out_dir, [model_path, baseline, *[s for s in suites if isinstance(s, str)]], opts)
+    auditor = Auditor(items, judge=judge, judge_options=opts.judge_options, settings=opts.settings,
+                      cache_dir=opts.cache_dir, use_cache=opts.use_cache, progress=opts.progress)
+    run = auditor.run_path(model_path, backend=opts.backend, options=opts.model)
     base_run = None
     if baseline is not None:
-        base_options = {key: value for key, value in options.items() if key != "aligned"}
-        base_run = auditor.run_path(baseline, backend=backend, **{**base_options, **(baseline_options or {})})
+        base_run = auditor.run_path(baseline, backend=opts.backend, options=opts.baseline_options())
     results = auditor.results(run, base_run)
     if out_dir is not None:
-        with atomic_output_dir(out_dir, force=force) as tmp:
-            write_audit_outputs(tmp, results, run, base_run, report=report)
+        seed, backend = opts.seed, opts.backend
+        with atomic_output_dir(out_dir, force=opts.force) as tmp:
+            write_audit_outputs(tmp, results, run, base_run, report=opts.report)
             write_manifest(tmp, command="audit", started=started,
                            parameters={"suites": [str(s) for s in suites if isinstance(s, str)], "judge": results["judge"],
                                        "limit": limit, "seed": seed, "backend": backend,
@@ -359,3 +338,18 @@ def audit_model(
                            inputs={"model": str(model_path) if backend != "openai" else None,
                                    "baseline": str(baseline) if baseline and backend != "openai" else None})
     return results
+
+
+def _input_path(spec: str | Path) -> str:
+    """The path inside a spec that may carry a `FORMAT:` (suite) or `NAME:` (judge) prefix."""
+    return str(spec).split(":", 1)[-1]
+
+
+def _check_output_dir(out_dir: str | Path, inputs: list[str | Path | None], opts: AuditOptions) -> None:
+    """Refuse a bad --out before any generation. Every path the audit reads counts: the output replaces --out
+    wholesale, so it must never overlap one of them."""
+    baseline = opts.baseline_options()
+    extra = [opts.model.aligned, opts.model.template, baseline.aligned if opts.baseline else None,
+             (opts.judge_options or {}).get("model_path"), opts.cache_dir]
+    check_output_not_inside_inputs(out_dir, [_input_path(p) for p in [*inputs, *extra] if p is not None])
+    prepare_output_dir(out_dir, force=opts.force)

@@ -1,4 +1,5 @@
-"""Run a model over suite items and judge each answer: the core loop that audit, lab and sweep share."""
+"""Run a model over suite items and judge each answer: the lab's simple loop (the audit and the sweep go through
+`audit.Auditor`, with its generation cache and backends)."""
 
 from __future__ import annotations
 

@@ -166,6 +166,7 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
     """Audit one model on the TEST split (against aligned), reusing a finished audit of the same model, items
     and settings (a sidecar DIR/audits/<name>.key.json records what it was run with)."""
     from realignkit.evaluation.audit import RESULTS_NAME, audit_model
+    from realignkit.evaluation.audit_options import AuditOptions, BackendOptions
     from realignkit.evaluation.backends import GenerationSettings
 
     out = settings.out / "audits" / name
@@ -174,12 +175,12 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
     if (out / RESULTS_NAME).is_file() and key_file.is_file() and json.loads(key_file.read_text()) == key:
         return json.loads((out / RESULTS_NAME).read_text())
     baseline = None if name == "aligned" else lab_dir / "aligned"
-    results = audit_model(
-        model, items, baseline=baseline, out_dir=out, cache_dir=settings.cache_dir, force=out.exists(),
-        settings=GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
-                                    system_prompt=system_prompt),
-        backend_options={"aligned": str(lab_dir / "aligned")}, progress=False, judge=settings.judge_object(),
-    )
+    generation = GenerationSettings(max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size,
+                                    system_prompt=system_prompt)
+    options = AuditOptions(settings=generation, model=BackendOptions(aligned=str(lab_dir / "aligned")),
+                           cache_dir=settings.cache_dir, force=out.exists(), progress=False)
+    results = audit_model(model, items, baseline=baseline, judge=settings.judge_object(), out_dir=out,
+                          options=options)
     write_json_atomic(key_file, key)
     return results
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from realignkit.evaluation.audit_options import BackendOptions
 from realignkit.evaluation.suite_items import SuiteItem
 
 if TYPE_CHECKING:
@@ -133,7 +134,9 @@ class SplitEvaluator:
     def evaluate(self, model_dir: Path, split: str) -> dict[str, Any]:
         """Audit a model dir on `split`, keyed by its weights fingerprint exactly as `realignkit audit` keys it."""
         auditor = self.auditors[split]
-        run = auditor.run_path(model_dir, aligned=str(self.aligned), **self.backend_options)
+        options = dict(self.backend_options)
+        backend = options.pop("backend", "transformers")
+        run = auditor.run_path(model_dir, backend=backend, options=BackendOptions(aligned=str(self.aligned), **options))
         return self._metrics(run, split, run.generated)
 
     @staticmethod
