@@ -8,6 +8,7 @@ import pytest
 
 from realignkit.evaluation.metrics import wilson_interval
 from realignkit.evaluation.suite_items import SuiteItem
+from realignkit.pipeline.candidates import CandidateResult
 from realignkit.pipeline.evaluate import metrics_from_rows
 from realignkit.pipeline.stats import (
     MIN_HARMFUL_PER_SPLIT,
@@ -52,8 +53,8 @@ def summarize(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
     config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None,
                              max_degenerate_rate=0.2)
     runner = _Runner(config, plan, run=None, executor=None, progress=False)
-    rows = [{"id": cid, "method": "interpolate", "params": {"alpha": i / 10}, "label": f"interpolate({cid})",
-             "metrics": m, "seconds": {}} for i, (cid, m) in enumerate(rows_metrics)]
+    rows = [CandidateResult(id=cid, method="interpolate", params={"alpha": i / 10}, label=f"interpolate({cid})",
+                            metrics=m, seconds={}) for i, (cid, m) in enumerate(rows_metrics)]
     refs = {"aligned": {"metrics": aligned}, "tuned": {"metrics": tuned}}
     return runner.summarize(refs, rows)
 

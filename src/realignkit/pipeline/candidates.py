@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,31 @@ class Candidate:
 class SkippedCandidate:
     candidate: Candidate
     reason: str
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate's outcome, as its state file in the run dir holds it: the selection-split metrics, or why
+    it failed (`failed`: materializing it raised, or its Ray worker died on every attempt)."""
+
+    id: str
+    method: str
+    params: dict[str, Any]
+    label: str
+    metrics: dict[str, Any] | None = None
+    failed: str | None = None
+    seconds: dict[str, float] | None = None
+    attempts: int | None = None  # counted by the Ray executor, which retries a killed worker's candidate
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> CandidateResult:
+        return cls(id=state["id"], method=state["method"], params=state["params"], label=state["label"],
+                   metrics=state.get("metrics"), failed=state.get("failed"), seconds=state.get("seconds"),
+                   attempts=state.get("attempts"))
+
+    def attempts_field(self) -> dict[str, int]:
+        """`{"attempts": n}` when the executor counted them, for the rows of sweep.json."""
+        return {} if self.attempts is None else {"attempts": self.attempts}
 
 
 def _short(value: Any) -> str:

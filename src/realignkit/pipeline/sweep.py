@@ -18,8 +18,8 @@ from tqdm.auto import tqdm
 
 from realignkit.common import BadInputError, check_output_not_inside_inputs, write_manifest
 from realignkit.evaluation.suite_items import SuiteItem
-from realignkit.pipeline.candidates import Candidate, SkippedCandidate
-from realignkit.pipeline.executors import ExecutorOptions, make_executor
+from realignkit.pipeline.candidates import Candidate, CandidateResult, SkippedCandidate
+from realignkit.pipeline.executors import ExecutorOptions, SweepExecutor, make_executor
 from realignkit.pipeline.jobs import Materialize, SweepJob
 from realignkit.pipeline.materialize import materialize
 from realignkit.pipeline.pareto import (
@@ -133,7 +133,8 @@ def _read_json(path: Path) -> dict[str, Any]:
 class _Runner:
     """The steps of one sweep; every step reads its result from the run dir when it is already there."""
 
-    def __init__(self, config: SweepConfig, plan: SweepPlan, run: RunDir, executor: Any, progress: bool) -> None:
+    def __init__(self, config: SweepConfig, plan: SweepPlan, run: RunDir, executor: SweepExecutor,
+                 progress: bool) -> None:
         self.config, self.plan, self.run, self.executor = config, plan, run, executor
         self.progress = progress
         self.evaluated = 0
@@ -154,7 +155,7 @@ class _Runner:
         self.run.save_state(f"_reference-{role}-{split}", state)
         return state
 
-    def candidates(self) -> list[dict[str, Any]]:
+    def candidates(self) -> list[CandidateResult]:
         states: dict[str, dict[str, Any]] = {}
         pending = []
         for candidate in self.plan.candidates:
@@ -173,14 +174,14 @@ class _Runner:
             states[candidate.id] = state
             self.evaluated += 1
         bar.close()
-        return [states[candidate.id] for candidate in self.plan.candidates]
+        return [CandidateResult.from_state(states[candidate.id]) for candidate in self.plan.candidates]
 
-    def summarize(self, references: dict[str, dict[str, Any]], all_rows: list[dict[str, Any]]) -> dict[str, Any]:
-        rows = [r for r in all_rows if "failed" not in r]
-        failed = [{"method": r["method"], "params": r["params"], "label": r["label"], "reason": f"failed: {r['failed']}",
-                   **_attempts(r)} for r in all_rows if "failed" in r]
+    def summarize(self, references: dict[str, dict[str, Any]], results: list[CandidateResult]) -> dict[str, Any]:
+        rows = [r for r in results if r.failed is None]
+        failed = [{"method": r.method, "params": r.params, "label": r.label, "reason": f"failed: {r.failed}",
+                   **r.attempts_field()} for r in results if r.failed is not None]
         tuned_metrics = references["tuned"]["metrics"]
-        points = [point_from_metrics(r["id"], r["metrics"], tuned_metrics) for r in rows]
+        points = [point_from_metrics(r.id, r.metrics, tuned_metrics) for r in rows]
         front = set(pareto_front(points, self.config.max_degenerate_rate))
         pick = pick_winner(points, self.config.utility_floor, self.config.max_degenerate_rate)
         tuned_harm = references["tuned"]["metrics"]["harmful_rate"]
@@ -191,23 +192,23 @@ class _Runner:
         harmful_items = sum(item.kind == "harmful" for item in self.plan.splits["selection"])
         candidates = []
         for row, point in zip(rows, points, strict=True):
-            selection = dict(row["metrics"], utility_retained=point.utility_retained,
-                             ci95=rate_intervals(row["metrics"]))
+            metrics = row.metrics or {}
+            selection = dict(metrics, utility_retained=point.utility_retained, ci95=rate_intervals(metrics))
             candidates.append(
                 {
-                    "id": row["id"],
-                    "method": row["method"],
-                    "params": row["params"],
-                    "label": row["label"],
+                    "id": row.id,
+                    "method": row.method,
+                    "params": row.params,
+                    "label": row.label,
                     "selection": selection,
                     "meets_floor": point.utility_retained is None
                     or point.utility_retained >= self.config.utility_floor - 1e-12,
-                    "pareto": row["id"] in front,
-                    "fingerprint": row["metrics"]["fingerprint"],
-                    "generated": row["metrics"]["generated"],
-                    "cached": row["metrics"]["cached"],
-                    "seconds": row["seconds"],
-                    **_attempts(row),
+                    "pareto": row.id in front,
+                    "fingerprint": metrics["fingerprint"],
+                    "generated": metrics["generated"],
+                    "cached": metrics["cached"],
+                    "seconds": row.seconds,
+                    **row.attempts_field(),
                 }
             )
         return {
@@ -299,11 +300,6 @@ class _Runner:
         from realignkit.report.sweep_report import render_sweep_report
 
         render_sweep_report(summary, self.run.work / "report")
-
-
-def _attempts(row: dict[str, Any]) -> dict[str, Any]:
-    """How many tries a candidate took (the Ray executor counts them; a killed worker's candidate is retried)."""
-    return {"attempts": row["attempts"]} if "attempts" in row else {}
 
 
 def _str(value: Any) -> str | None:
