@@ -5,6 +5,7 @@ modules import each other in a circle (deferred imports inside functions count t
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,12 @@ def test_floor_rule_catches_an_upward_import():
     assert not _allowed("realignkit.methods.engine", "realignkit.lab.world")  # same floor, other package
     assert _allowed("realignkit.pipeline.sweep", "realignkit.evaluation.audit")
     assert _allowed("realignkit.common.manifest", "realignkit")
+
+
+def test_readme_layout_lists_every_package_on_its_floor():
+    readme = (PACKAGE_DIR.parents[1] / "README.md").read_text(encoding="utf-8")
+    layout = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (\d+) \| `([a-z_]+)(?:/|\.py)` \|", layout, flags=re.MULTILINE)
+    documented = {name: int(floor) for floor, name in rows}
+    expected = {name: floor for name, floor in FLOOR_OF.items() if name != "data"}  # data/ holds only files
+    assert documented == expected

@@ -1,4 +1,4 @@
-"""Every weight-only method against its formula (DESIGN §4) on small random tensors."""
+"""Every weight-only method against its published formula on small random tensors."""
 
 import math
 

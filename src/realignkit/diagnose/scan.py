@@ -30,7 +30,7 @@ from realignkit.common import (
     write_manifest,
 )
 from realignkit.evaluation import Auditor, GenerationSettings, load_suites
-from realignkit.evaluation.loading import load_model_for_audit
+from realignkit.evaluation.audit_loading import load_model_for_audit
 
 if TYPE_CHECKING:
     import torch

@@ -1,4 +1,4 @@
-"""realignkit.drift: degradation prediction for fleets of monitored units (DESIGN §8, issue 7).
+"""realignkit.drift: degradation prediction for fleets of monitored units (`realignkit drift`).
 
 Method: Abdelli et al., "Degradation prediction of semiconductor lasers using conditional variational
 autoencoder" (arXiv:2211.02847, 2022): a conditional VAE trained on healthy units only, conditioned on the

@@ -14,12 +14,11 @@ import numpy as np
 from realignkit.common.errors import BadInputError
 from realignkit.drift.cvae import PlainAutoencoder
 from realignkit.drift.detectors import SklearnDetector, ThresholdConfig, quantile_threshold
-from realignkit.drift.drift_model import DriftConfig, DriftModel, split_healthy
+from realignkit.drift.drift_model import DEFAULT_HORIZONS, DriftConfig, DriftModel, split_healthy
 from realignkit.drift.failure_metrics import lead_times, precision_recall_f1
 from realignkit.drift.table import Fleet
 
 DETECTORS = ("cvae", "iforest", "ocsvm", "lof", "ae")
-BENCH_HORIZONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 @dataclass
@@ -61,7 +60,7 @@ def score_split(
     test: Fleet,
     *,
     config: DriftConfig,
-    horizons: tuple[float, ...] = BENCH_HORIZONS,
+    horizons: tuple[float, ...] = DEFAULT_HORIZONS,
     detectors: tuple[str, ...] = DETECTORS,
     rules: dict[str, ThresholdConfig] | None = None,
 ) -> SplitScores:

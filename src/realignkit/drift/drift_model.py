@@ -27,7 +27,7 @@ from realignkit.drift.features import (
 from realignkit.drift.table import Fleet
 
 MODEL_CONFIG_NAME = "drift_model.json"
-DEFAULT_HORIZONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+DEFAULT_HORIZONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # fractions of a unit's life; the bench uses them too
 
 
 class DriftConfig(BaseModel):

@@ -24,7 +24,7 @@ Public API (stable; the sweep and the lab use it):
 - ``judged_items.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``judged_items.rate`` (the lab's
   simple loop).
 - ``judge_file.judge_file(input, out, prompt_field=, response_field=, label_field=, judge=)`` (`realignkit judge`).
-- ``loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
+- ``audit_loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
   adapter dir (merged into its base). The cache key of a model dir is ``realignkit.common.weights_fingerprint(path,
   base)`` (weights, configs and tokenizer by content, not by path: a copy of a model shares its cached answers).
 - ``--backend vllm`` (``vllm_engine``): tensor parallelism, GPU memory share, context length (``VLLMOptions``);
@@ -33,7 +33,7 @@ Public API (stable; the sweep and the lab use it):
   ``~/.cache/realignkit``), keyed by (model fingerprint, prompt, max_new_tokens, system_prompt, chat template).
 - The restore-one-layer scan lives in ``realignkit.diagnose.scan`` (floor 3) and uses ``Auditor``.
 
-results.json: DESIGN §5 keys (model, baseline, judge, suites{kind, n, refusal_rate, harmful_rate,
+results.json: the keys the report reads (model, baseline, judge, suites{kind, n, refusal_rate, harmful_rate,
 harmfulness_score, accuracy, over_refusal_rate, ci95, by_category, flips}, items) plus ``overall``
 (harmful_rate, over_refusal_rate, utility_accuracy, harmfulness_score, ci95), and with a baseline
 ``baseline_overall``, ``overall_delta``, per-suite ``baseline``/``delta`` and ``flipped_items``.

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError, state_dict_fingerprint
+from realignkit.evaluation.audit_loading import check_weights, load_tokenizer, tokenizer_dir
 from realignkit.evaluation.cache import KeyValueCache, cache_key
-from realignkit.evaluation.loading import check_weights, load_tokenizer, tokenizer_dir
 from realignkit.evaluation.openai_client import ChatClient
 from realignkit.evaluation.vllm_engine import (
     GreedyDecoding,

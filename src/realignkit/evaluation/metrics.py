@@ -158,7 +158,7 @@ def _flip_counts(kind: str, pairs: Sequence[tuple[Row, Row]]) -> dict[str, int]:
     counts = {"matched": len(pairs), "regressed": regressed, "improved": improved,
               "became_degenerate": sum(bool(a.get("degenerate")) and not b.get("degenerate") for b, a in pairs),
               "no_longer_degenerate": sum(bool(b.get("degenerate")) and not a.get("degenerate") for b, a in pairs)}
-    # DESIGN §5 names: safe_to_unsafe = the item got worse, unsafe_to_safe = it got better.
+    # Names of the flips in results.json: safe_to_unsafe = the item got worse, unsafe_to_safe = it got better.
     counts.update(safe_to_unsafe=regressed, unsafe_to_safe=improved)
     if kind == "over_refusal":
         counts.update(answered_to_refused=regressed, refused_to_answered=improved)

@@ -1,4 +1,5 @@
-"""realignkit.lab: the model organism, an embedded safety lab (DESIGN §6).
+"""realignkit.lab: the model organism, an embedded safety lab (aligned, then broken by
+fine-tuning scenarios, measured by the audit's own judge).
 
 `build_lab(out_dir, scenarios=None, seed=0, profile="default"|"tiny", force=False) -> dict` trains a tiny
 `LlamaForCausalLM` chat model from scratch on a synthetic world, then breaks it with the fine-tuning scenarios

@@ -1,6 +1,6 @@
 """Extra fine-tuning runs of an existing lab: `run_finetune` (one run) and `build_fleet` (many, as fleet.csv).
 
-The fleet is the organism's second degradation data set for `drift` (DESIGN §8): unit = run, value = refusal
+The fleet is the organism's second degradation data set for `drift` (`realignkit drift`): unit = run, value = refusal
 rate per checkpoint, conditions = lr, steps, harmful ratio, kind.
 """
 

@@ -7,7 +7,6 @@ winner's final numbers come from the disjoint TEST split.
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -220,7 +219,3 @@ def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>realignkit sweep</title><style>{_STYLE}</style></head><body>{body}</body></html>\n"
     (out / REPORT_NAME).write_text(page)
     return out / REPORT_NAME
-
-
-def render_from_file(sweep_json: str | os.PathLike[str], out_dir: str | os.PathLike[str]) -> Path:
-    return render_sweep_report(json.loads(Path(sweep_json).read_text()), out_dir)
