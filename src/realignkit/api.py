@@ -47,7 +47,7 @@ def repair(
     if push_to_hub:
         check_push_possible(push_to_hub)
     options = RepairOptions(dtype=dtype, force=force, show_progress=progress, self_check=self_check,
-                            card_audit=card_audit)
+                            card_audit=card_audit, command="realignkit.repair")
     if config is not None:
         result = _repair_from_config(config, method, aligned, tuned, out, base, unaligned, calibration,
                                      {**(params or {}), **method_params}, options)
@@ -55,11 +55,15 @@ def repair(
         if method is None:
             raise BadInputError("repair: give a method (e.g. 'ties') or config=recipe.yaml")
         result = run_repair(method, {**(params or {}), **method_params}, tuned=_as_list(tuned), aligned=aligned,
-                            out=out, unaligned=unaligned, base=base, calibration=calibration, options=options,
-                            command="realignkit.repair")
+                            out=out, unaligned=unaligned if unaligned is not None else base, calibration=calibration,
+                            options=options)
     if push_to_hub:
         result.extra["pushed"] = push_folder(result.out, push_to_hub)
     return result
+
+
+def _first_given(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
 
 
 def _as_list(tuned: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
@@ -78,7 +82,7 @@ def _repair_from_config(config: PathLike, method: str | None, aligned: Any, tune
     if is_mergekit_recipe(read_yaml(config)):
         if any(v is not None for v in (method, aligned, tuned, base, unaligned, calibration)) or params:
             raise BadInputError("a mergekit recipe names its method, models and parameters itself; pass only config")
-        return run_mergekit_recipe(config, out, options, command="realignkit.repair")[0]
+        return run_mergekit_recipe(config, out, options)[0]
     recipe = load_recipe(config)
     opts = recipe.options
     options.dtype = options.dtype or opts.dtype
@@ -88,9 +92,9 @@ def _repair_from_config(config: PathLike, method: str | None, aligned: Any, tune
     if not name:
         raise BadInputError(f"recipe {str(config)!r} has no method; pass one")
     return run_repair(name, {**recipe.parameters, **params}, tuned=_as_list(tuned) or recipe.models.tuned,
-                      aligned=aligned or recipe.models.aligned, unaligned=unaligned or recipe.models.unaligned,
-                      base=base or recipe.models.base, calibration=calibration or recipe.calibration, out=out,
-                      options=options, command="realignkit.repair")
+                      aligned=aligned or recipe.models.aligned,
+                      unaligned=_first_given(unaligned or recipe.models.unaligned, base or recipe.models.base),
+                      calibration=calibration or recipe.calibration, out=out, options=options)
 
 
 def audit(

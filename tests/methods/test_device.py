@@ -37,7 +37,7 @@ def test_every_computed_row_goes_through_the_device_move(tiny_family, tmp_path, 
         return real(bundle, device)
 
     monkeypatch.setattr(engine_inputs, "to_device", spy)
-    inputs = dict(aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]], base=tiny_family["base"])
+    inputs = dict(aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]], unaligned=tiny_family["base"])
     run_repair(method, params, **inputs, out=tmp_path / "dev",
                options=RepairOptions(show_progress=False, self_check=False, device="cpu", block_elements=100))
     assert moved and {device for _, device in moved} == {torch.device("cpu")}

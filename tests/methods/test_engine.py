@@ -66,7 +66,7 @@ def test_vlm_named_tuned_keeps_names_and_passes_vision_through(tiny_family, tiny
 def test_bf16_inputs_give_bf16_output_computed_in_fp32(tiny_bf16_family, tmp_path):
     out = tmp_path / "resta"
     run_repair("resta", {"beta": 0.5}, aligned=tiny_bf16_family["aligned"], tuned=[tiny_bf16_family["tuned"]],
-               base=tiny_bf16_family["base"], out=out, options=QUIET)
+               unaligned=tiny_bf16_family["base"], out=out, options=QUIET)
     a, t, b = (load_dir(tiny_bf16_family[r]) for r in ("aligned", "tuned", "base"))
     got = load_dir(out)
     for name in a:
@@ -93,7 +93,7 @@ def test_repaired_model_loads_and_generates(tiny_family, tiny_lora_dir, tmp_path
 
     out = tmp_path / method
     tuned = [tiny_lora_dir] if method == "safe_lora" else [tiny_family["tuned"], tiny_family["tuned2"]]
-    run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, base=tiny_family["base"], out=out,
+    run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, unaligned=tiny_family["base"], out=out,
                options=QUIET)
     model = AutoModelForCausalLM.from_pretrained(str(out))
     tokenizer = AutoTokenizer.from_pretrained(str(out))
@@ -123,7 +123,7 @@ def test_safe_lora_on_adapter_projects_lowest_similarity_modules(tiny_family, ti
 def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path):
     out = tmp_path / "safe_full"
     run_repair("safe_lora", {"threshold": 1.0}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]],
-               base=tiny_family["base"], out=out, options=QUIET)
+               unaligned=tiny_family["base"], out=out, options=QUIET)
     info = json.loads((out / "realignkit.json").read_text())["safe_lora"]
     assert sorted(info["similarities"]) == sorted(
         f"model.layers.{i}.self_attn.{m}.weight" for i in range(2) for m in ("q_proj", "v_proj")
@@ -153,7 +153,7 @@ def test_row_blocks_give_the_same_output_as_whole_tensors(
     outputs = {}
     for block in (1 << 20, 100):  # 100 entries: every 2-D tensor is split into blocks of 1-3 rows
         out = tmp_path / f"block{block}"
-        run_repair(method, params, aligned=aligned, tuned=tuned, base=tiny_family["base"], out=out,
+        run_repair(method, params, aligned=aligned, tuned=tuned, unaligned=tiny_family["base"], out=out,
                    options=RepairOptions(show_progress=False, block_elements=block, max_shard_bytes=50_000))
         outputs[block] = load_dir(out)
     assert outputs[100].keys() == outputs[1 << 20].keys()
@@ -205,7 +205,7 @@ def test_row_blocks_of_transposed_lora_delta(tmp_path):
 
 
 def test_safe_lora_adapter_output_equals_merged_output(tiny_family, tiny_lora_dir, tmp_path):
-    common = dict(aligned=tiny_family["aligned"], tuned=[tiny_lora_dir], base=tiny_family["base"], options=QUIET)
+    common = dict(aligned=tiny_family["aligned"], tuned=[tiny_lora_dir], unaligned=tiny_family["base"], options=QUIET)
     run_repair("safe_lora", {"num_layers": 3}, out=tmp_path / "model", **common)
     run_repair("safe_lora", {"num_layers": 3, "output": "adapter"}, out=tmp_path / "adapter", **common)
     assert (tmp_path / "adapter" / "adapter_config.json").is_file()
@@ -226,7 +226,7 @@ def test_adapter_output_needs_an_adapter(tiny_family, tmp_path):
 
     with pytest.raises(BadInputError, match="needs a LoRA adapter"):
         run_repair("safe_lora", {"output": "adapter"}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]],
-                   base=tiny_family["base"], out=tmp_path / "o", options=QUIET)
+                   unaligned=tiny_family["base"], out=tmp_path / "o", options=QUIET)
     assert not (tmp_path / "o").exists()
 
 
@@ -257,7 +257,7 @@ def test_every_method_on_every_layout_matches_its_tensor_function(
     first = {"sharded": tiny_llama_sharded_dir, "lora": tiny_lora_dir, "vlm": tiny_vlm_tuned_dir}[layout]
     tuned = [first, tiny_family["tuned2"]][:n_tuned]
     out = tmp_path / "out"
-    run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, base=tiny_family["base"], out=out,
+    run_repair(method, params, aligned=tiny_family["aligned"], tuned=tuned, unaligned=tiny_family["base"], out=out,
                options=QUIET)
     a, b, t2 = (load_dir(tiny_family[r]) for r in ("aligned", "base", "tuned2"))
     t1 = lora_merged if layout == "lora" else load_dir(first)

@@ -134,7 +134,7 @@ def test_builtin_text_is_skipped_for_a_toy_vocabulary(tiny_family, tmp_path):
 def test_adapter_output_is_checked_on_aligned_plus_adapter(trained, tmp_path):
     adapter = build_lora_adapter(trained["aligned"], tmp_path / "adapter", seed=5)
     result = run_repair("safe_lora", {"output": "adapter", "threshold": 0.5}, tuned=[adapter],
-                        aligned=trained["aligned"], base=trained["tuned"], out=tmp_path / "out",
+                        aligned=trained["aligned"], unaligned=trained["tuned"], out=tmp_path / "out",
                         options=RepairOptions(show_progress=False, self_check_text=trained["text"]))  # fmt: skip
     check = result.extra["self_check"]
     assert (tmp_path / "out" / "adapter_config.json").is_file()

@@ -261,6 +261,7 @@ def _options(args: argparse.Namespace, recipe_options: Any) -> Any:
         self_check_ratio=args.self_check_ratio,
         self_check_text=args.self_check_text,
         card_audit=args.card_audit,
+        command=_command(),
     )
 
 
@@ -281,7 +282,7 @@ def _run_mergekit(args: argparse.Namespace) -> Any:
                             f"parameters itself; drop {given[0]}")
     if not args.out:
         raise BadInputError("--out DIR is required (a mergekit recipe has no output path)")
-    result, run = run_mergekit_recipe(args.config, args.out, _options(args, RecipeOptions()), command=_command())
+    result, run = run_mergekit_recipe(args.config, args.out, _options(args, RecipeOptions()))
     for warning in run.warnings:
         print(f"realignkit repair: warning: {warning}", file=sys.stderr)
     return result, f"{run.schedule.config.merge_method} (mergekit recipe)"
@@ -304,12 +305,10 @@ def _run_own(args: argparse.Namespace) -> Any:
         params,
         tuned=args.tuned or recipe.models.tuned,
         aligned=_pick(args.aligned, recipe.models.aligned),
-        unaligned=_pick(args.unaligned, recipe.models.unaligned),
-        base=_pick(args.base, recipe.models.base),
+        unaligned=_pick(_pick(args.unaligned, recipe.models.unaligned), _pick(args.base, recipe.models.base)),
         calibration=_pick(args.calibration, recipe.calibration),
         out=out,
         options=_options(args, recipe.options),
-        command=_command(),
     )
     return result, result.method
 

@@ -67,6 +67,7 @@ class RepairOptions:
     files_from: PathLike | None = None  # config/tokenizer donor (default: the output layout's model)
     card_audit: PathLike | None = None  # audit results.json of this very output: before/after in README.md
     reference_dirs: list[Path] = field(default_factory=list)  # where relative model references are looked up
+    command: str = "repair"  # what realignkit.json and the model card say made the output
 
 
 @dataclass
@@ -212,10 +213,8 @@ def run_repair(
     aligned: ModelRef | None,
     out: PathLike,
     unaligned: ModelRef | None = None,
-    base: ModelRef | None = None,
     calibration: PathLike | None = None,
     options: RepairOptions | None = None,
-    command: str = "repair",
 ) -> RepairResult:
     """Apply `method` and write a loadable model dir at `out` (whole or absent). BadInputError on bad input.
 
@@ -228,7 +227,7 @@ def run_repair(
     _return_freed_memory_to_os()
     spec = get_method(method)
     bound = BoundParams(spec, params, len(tuned))
-    unaligned = unaligned if unaligned is not None else base
+    command = opts.command
     _validate_roles(spec, tuned, unaligned, calibration)
     if aligned is None:
         raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -27,6 +27,9 @@ from realignkit.methods.mergekit_recipe import (
     parse_mergekit_config,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from realignkit.methods.engine import RepairOptions, RepairResult
 
 OUR_NAMES = {"weight": "weights", "lambda": "scale"}  # mergekit parameter -> realignkit parameter
 
@@ -162,17 +165,16 @@ def read_yaml(path: str | os.PathLike[str]) -> Any:
         raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
-def run_mergekit_recipe(path: str | os.PathLike[str], out: str | os.PathLike[str], options: Any = None, *,
-                        command: str = "repair") -> tuple[Any, MergekitRun]:
+def run_mergekit_recipe(path: str | os.PathLike[str], out: str | os.PathLike[str],
+                        options: RepairOptions | None = None) -> tuple[RepairResult, MergekitRun]:
     """Run a mergekit recipe into `out`: (RepairResult, the plan). `options` (RepairOptions) may set the output
     dtype (else the recipe's out_dtype, else its dtype, else the inputs'); the compute dtype is the recipe's."""
-    from realignkit.methods.engine import RepairOptions, run_repair
+    from realignkit.methods.engine import run_repair
 
     run = plan_mergekit_run(read_yaml(path), Path(path))
     opts = options or RepairOptions()
     opts.compute_dtype = run.compute_dtype
     opts.dtype = opts.dtype or run.out_dtype
     opts.files_from = run.donor
-    result = run_repair(run.method, run.schedule, tuned=run.tuned, aligned=run.aligned, out=out, options=opts,
-                        command=command)
+    result = run_repair(run.method, run.schedule, tuned=run.tuned, aligned=run.aligned, out=out, options=opts)
     return result, run

@@ -19,11 +19,9 @@ def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
         tuned=[config.tuned],
         aligned=config.aligned,
         out=dest,
-        unaligned=config.unaligned,
-        base=config.base,
+        unaligned=config.unaligned if config.unaligned is not None else config.base,
         calibration=calibration,
         # No perplexity self-check: the sweep evaluates every candidate on its suites anyway, and the audit's
         # degenerate-output detector keeps a broken candidate from being picked.
-        options=RepairOptions(show_progress=False, self_check=False, device=config.device or "cpu"),
-        command="sweep",
+        options=RepairOptions(show_progress=False, self_check=False, device=config.device or "cpu", command="sweep"),
     )
