@@ -158,7 +158,7 @@ def sweep(
     if grids is not None:
         values["grids"] = grids
     config = build_config(values, known_methods=set(method_names()))
-    outcome = run_sweep(config, out, fresh=fresh, progress=progress)
+    outcome = run_sweep(config, out, earlier_run="discard" if fresh else "resume", progress=progress)
     winner = Path(outcome.out) / "winner"
     if push_to_hub and (winner / "config.json").is_file():
         outcome.summary["pushed"] = push_folder(winner, push_to_hub)

@@ -154,7 +154,7 @@ def test_disk_full_is_a_clear_error_and_resumable(sweep_lab, tmp_path):
     assert again.already_complete and again.summary == outcome.summary
     with pytest.raises(BadInputError, match=r"other arguments \(changed: .*utility_floor"):
         run_sweep(_config(sweep_lab, utility_floor=0.5), out, progress=False)
-    fresh = run_sweep(_config(sweep_lab, utility_floor=0.5), out, progress=False, fresh=True)
+    fresh = run_sweep(_config(sweep_lab, utility_floor=0.5), out, progress=False, earlier_run="discard")
     assert fresh.evaluated == 2 and fresh.summary["utility_floor"] == 0.5
 
 

@@ -85,14 +85,14 @@ def _missing_action(args: argparse.Namespace) -> int:
 
 
 def _fit(args: argparse.Namespace) -> int:
-    from realignkit.drift.commands import Columns, fit_drift_model
+    from realignkit.drift.commands import Columns, FitSettings, HealthLabels, fit_drift_model
 
     columns = Columns(args.unit_col, args.time_col, args.value_col or ["value"], args.condition_col or [])
-    summary = fit_drift_model(
-        args.data, args.out, columns, label_col=args.label_col, fail_above=args.fail_above,
-        fail_below=args.fail_below, direction=args.direction, per_unit_duration=args.per_unit_duration or None,
-        all_healthy=args.all_healthy, seed=args.seed, epochs=args.epochs, transform=args.transform, force=args.force,
-    )
+    labels = HealthLabels(label_col=args.label_col, fail_above=args.fail_above, fail_below=args.fail_below,
+                          all_healthy=args.all_healthy)
+    settings = FitSettings(direction=args.direction, per_unit_duration=args.per_unit_duration or None,
+                           seed=args.seed, epochs=args.epochs, transform=args.transform)
+    summary = fit_drift_model(args.data, args.out, columns, labels=labels, settings=settings, force=args.force)
     rule = ("each unit's own test duration" if summary["duration"]["rule"] == "per_unit"
             else "one fleet-wide test duration")
     print(f"trained on {summary['healthy']} healthy of {summary['units']} units ({rule}) -> {args.out}")

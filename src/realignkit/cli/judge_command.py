@@ -28,14 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from realignkit.evaluation.judge_file import judge_file
+    from realignkit.evaluation.judge_file import Columns, judge_file
 
     labels = [label.strip() for label in args.refusal_labels.split(",")] if args.refusal_labels else None
-    summary = judge_file(
-        args.input, args.out, prompt_field=args.prompt_field, response_field=args.response_field,
-        label_field=args.label_field, refusal_labels=labels, judge=args.judge,
-        judge_options=judge_options_from_args(args), force=args.force,
-    )
+    columns = Columns(prompt=args.prompt_field, response=args.response_field, label=args.label_field,
+                      refusal_labels=labels)
+    summary = judge_file(args.input, args.out, columns=columns, judge=args.judge,
+                         judge_options=judge_options_from_args(args), force=args.force)
     judge = summary["judge"]
     print(f"judged {summary['n']} rows with {judge['name']} {judge['version']}: {summary['refused']} refused")
     if "agreement" in summary:

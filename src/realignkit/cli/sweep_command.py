@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
     config = build_config(settings_from_args(args), known_methods=set(method_names()))
     if config.backend != "vllm" and vllm_flags_given(args):
         raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
-    outcome = run_sweep(config, args.out, fresh=args.fresh, progress=not args.no_progress,
+    outcome = run_sweep(config, args.out, earlier_run="discard" if args.fresh else "resume", progress=not args.no_progress,
                         executor=executor_options_from_args(args))
     for line in outcome.log:
         if line.startswith("ray:"):

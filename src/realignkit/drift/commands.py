@@ -28,6 +28,30 @@ class Columns:
     condition_cols: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class HealthLabels:
+    """How units are labelled healthy or failed: a label column (default `failed`), a criterion on the end
+    value of the first value column (`fail_above` / `fail_below`), or `all_healthy`."""
+
+    label_col: str | None = None
+    fail_above: float | None = None
+    fail_below: float | None = None
+    all_healthy: bool = False
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How `fit_drift_model` trains: failure direction (default from the criterion), the test-duration rule
+    (None: per unit when the healthy units' durations differ), seed, epochs (None: the default schedule) and
+    the value transform."""
+
+    direction: str | None = None
+    per_unit_duration: bool | None = None
+    seed: int = 0
+    epochs: int | None = None
+    transform: str = "none"
+
+
 def label_by_criterion(fleet: Fleet, *, fail_above: float | None, fail_below: float | None) -> None:
     """Label each unit from its last reading of the first value column (e.g. ≥ 10 % current increase)."""
     for unit in fleet.units:
@@ -35,10 +59,11 @@ def label_by_criterion(fleet: Fleet, *, fail_above: float | None, fail_below: fl
         unit.label = int((fail_above is not None and last >= fail_above) or (fail_below is not None and last < fail_below))
 
 
-def load_labelled(data: str | os.PathLike[str], columns: Columns, *, label_col: str | None,
-                  fail_above: float | None, fail_below: float | None, all_healthy: bool = False) -> Fleet:
+def load_labelled(data: str | os.PathLike[str], columns: Columns, labels: HealthLabels) -> Fleet:
     """Load a long table and give every unit a failure label (label column, criterion on the end value, or
     `all_healthy`: every unit is healthy, no label column needed)."""
+    label_col, fail_above, fail_below, all_healthy = (labels.label_col, labels.fail_above, labels.fail_below,
+                                                      labels.all_healthy)
     if fail_above is not None and fail_below is not None:
         raise BadInputError("give --fail-above or --fail-below, not both")
     use_criterion = fail_above is not None or fail_below is not None
@@ -79,15 +104,8 @@ def fit_drift_model(
     out: str | os.PathLike[str],
     columns: Columns,
     *,
-    label_col: str | None = None,
-    fail_above: float | None = None,
-    fail_below: float | None = None,
-    direction: str | None = None,
-    per_unit_duration: bool | None = None,
-    all_healthy: bool = False,
-    seed: int = 0,
-    epochs: int | None = None,
-    transform: str = "none",
+    labels: HealthLabels | None = None,
+    settings: FitSettings | None = None,
     force: bool = False,
 ) -> dict:
     """Train a DriftModel on the healthy units of a long table; write it (safetensors + JSON) to `out`.
@@ -96,27 +114,31 @@ def fit_drift_model(
     differ, else one fleet-wide duration; the rule used is saved with the model (and reported in the summary).
     """
     started = time.time()
+    labels, settings = labels or HealthLabels(), settings or FitSettings()
     check_output_not_inside_inputs(out, [data])
-    fleet = load_labelled(data, columns, label_col=label_col, fail_above=fail_above, fail_below=fail_below,
-                          all_healthy=all_healthy)
+    fleet = load_labelled(data, columns, labels)
     healthy = fleet.subset([u.unit for u in fleet.units if u.label == 0])
     if len(healthy) == 0:
         raise BadInputError(f"the healthy set is empty: all {len(fleet)} unit(s) are labelled failed; nothing to train on")
+    direction = settings.direction
     if direction is None:
-        direction = "increase" if fail_above is not None else "decrease" if fail_below is not None else "both"
+        direction = ("increase" if labels.fail_above is not None else "decrease" if labels.fail_below is not None
+                     else "both")
+    epochs, transform = settings.epochs, settings.transform
     cvae = CVAEConfig(direction=direction, **({"epochs": epochs, "min_updates": 0} if epochs else {}))
     if transform not in VALUE_TRANSFORMS:
         raise BadInputError(f"unknown --transform {transform!r}; choose {' or '.join(VALUE_TRANSFORMS)}")
-    config = DriftConfig(per_unit_duration=per_unit_duration, seed=seed, cvae=cvae, value_transform=transform)
+    config = DriftConfig(per_unit_duration=settings.per_unit_duration, seed=settings.seed, cvae=cvae,
+                         value_transform=transform)
     model = DriftModel(config).fit(healthy)
     model.columns = {"unit_col": columns.unit_col, "time_col": columns.time_col}
     summary = {"units": len(fleet), "healthy": len(healthy), "failed": len(fleet) - len(healthy),
                "thresholds": model.thresholds, "duration": model.duration}
     with atomic_output_dir(out, force=force) as tmp:
         model.save(tmp)
-        write_manifest(tmp, command="drift fit", parameters={**vars(columns), "label_col": label_col,
-                       "fail_above": fail_above, "fail_below": fail_below, "all_healthy": all_healthy,
-                       "config": config.model_dump()},
+        write_manifest(tmp, command="drift fit", parameters={**vars(columns), "label_col": labels.label_col,
+                       "fail_above": labels.fail_above, "fail_below": labels.fail_below,
+                       "all_healthy": labels.all_healthy, "config": config.model_dump()},
                        inputs={"data": data}, started=started, extra={"summary": summary})
     return summary
 

@@ -23,7 +23,7 @@ Public API (stable; the sweep and the lab use it):
   classifier (``classifier:PATH``).
 - ``judged_items.evaluate_items(model, tokenizer, items, judge=None, ...)`` and ``judged_items.rate`` (the lab's
   simple loop).
-- ``judge_file.judge_file(input, out, prompt_field=, response_field=, label_field=, judge=)`` (`realignkit judge`).
+- ``judge_file.judge_file(input, out, columns=Columns(prompt=, response=, label=), judge=)`` (`realignkit judge`).
 - ``audit_loading.load_model_for_audit(path, aligned=, template=, allow_pickle=)`` -> (model, tokenizer): HF dir or PEFT
   adapter dir (merged into its base). The cache key of a model dir is ``realignkit.common.weights_fingerprint(path,
   base)`` (weights, configs and tokenizer by content, not by path: a copy of a model shares its cached answers).

@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,20 +61,30 @@ def _pick_field(rows: list[dict[str, Any]], given: str | None, defaults: Sequenc
     raise BadInputError(f"no {role} column ({' or '.join(defaults)}); pass --{role}-field")
 
 
+@dataclass(frozen=True)
+class Columns:
+    """Which columns of the input hold the prompt, the response and (optionally) a human label; None picks the
+    usual names (`prompt`; `response`, `completion` or `output`). `refusal_labels`: the label values that mean
+    a refusal (default: see `label_means_refusal`)."""
+
+    prompt: str | None = None
+    response: str | None = None
+    label: str | None = None
+    refusal_labels: Sequence[str] | None = None
+
+
 def judge_file(
     input_path: str | os.PathLike[str],
     out_path: str | os.PathLike[str],
     *,
-    prompt_field: str | None = None,
-    response_field: str | None = None,
-    label_field: str | None = None,
-    refusal_labels: Sequence[str] | None = None,
+    columns: Columns | None = None,
     judge: str | Judge = "refusal",
     judge_options: dict[str, Any] | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Write each input row plus refused/judge/judge_version (and score/harmful when given) as JSONL."""
     source, target = Path(input_path), Path(out_path)
+    columns = columns or Columns()
     if target.suffix != ".jsonl":
         raise BadInputError(f"--out must end in .jsonl, got {target.name!r}")
     if target.resolve() == source.resolve():
@@ -83,9 +94,9 @@ def judge_file(
     rows = read_rows(source)
     if not rows:
         raise BadInputError(f"--input {str(source)!r} has no rows")
-    prompts_key = _pick_field(rows, prompt_field, ("prompt",), "prompt")
-    responses_key = _pick_field(rows, response_field, ("response", "completion", "output"), "response")
-    labels_key = _pick_field(rows, label_field, (), "label") if label_field else None
+    prompts_key = _pick_field(rows, columns.prompt, ("prompt",), "prompt")
+    responses_key = _pick_field(rows, columns.response, ("response", "completion", "output"), "response")
+    labels_key = _pick_field(rows, columns.label, (), "label") if columns.label else None
     judge_obj = make_judge(judge, **(judge_options or {}))
     identity = judge_identity(judge_obj)
     verdicts = judge_verdicts(judge_obj, [str(r.get(responses_key) or "") for r in rows],
@@ -97,7 +108,7 @@ def judge_file(
         row.update(_verdict_fields(verdict))
         if labels_key is not None:
             human = str(row[labels_key])
-            agree += label_means_refusal(human, refusal_labels) == verdict.refused
+            agree += label_means_refusal(human, columns.refusal_labels) == verdict.refused
             # The human label as given (e.g. XSTest's three-way label): how the judge read each kind of answer.
             counts = by_label.setdefault(human, {"n": 0, "refused": 0})
             counts["n"] += 1

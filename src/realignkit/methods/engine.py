@@ -30,7 +30,15 @@ from realignkit.common import (
 from realignkit.common.errors import BadInputError
 from realignkit.methods.card import CardFacts, load_card_audit, write_card_files
 from realignkit.methods.context import RepairContext, TensorPlan
-from realignkit.methods.inputs import Loader, ModelRef, Sources, all_finite, resolve_device, resolve_inputs
+from realignkit.methods.inputs import (
+    Loader,
+    ModelRef,
+    ResolvedInputs,
+    Sources,
+    all_finite,
+    resolve_device,
+    resolve_inputs,
+)
 from realignkit.methods.registry import MethodParams, MethodSpec, get_method
 from realignkit.methods.schedule import BoundParams, ParamSchedule
 from realignkit.methods.self_check import SelfCheckOptions, report, self_check
@@ -199,6 +207,22 @@ def _run_self_check(model_dir: Path, aligned: PathLike, opts: RepairOptions) -> 
     return self_check(model_dir, aligned, SelfCheckOptions(ratio=opts.self_check_ratio, text=opts.self_check_text))
 
 
+def _validate_request(spec: MethodSpec, aligned: ModelRef | None, tuned: Sequence[ModelRef],
+                      unaligned: ModelRef | None, calibration: PathLike | None, opts: RepairOptions) -> None:
+    """Every check that needs no model: roles the method needs, --aligned given, dtypes, self-check settings."""
+    _validate_roles(spec, tuned, unaligned, calibration)
+    if aligned is None:
+        raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")
+    _validate_dtypes(opts)
+    _validate_self_check(opts)
+
+
+def _manifest_inputs(inputs: ResolvedInputs, calibration: PathLike | None) -> dict[str, Any]:
+    named = {"aligned": inputs.aligned, "unaligned": inputs.unaligned, "calibration": calibration}
+    named.update({f"tuned[{i}]": t for i, t in enumerate(inputs.tuned)})
+    return named
+
+
 def _validate_dtypes(opts: RepairOptions) -> None:
     for flag, value in (("--dtype", opts.dtype), ("compute dtype", opts.compute_dtype)):
         if value is not None and value not in OUTPUT_DTYPES:
@@ -227,12 +251,7 @@ def run_repair(
     _return_freed_memory_to_os()
     spec = get_method(method)
     bound = BoundParams(spec, params, len(tuned))
-    command = opts.command
-    _validate_roles(spec, tuned, unaligned, calibration)
-    if aligned is None:
-        raise BadInputError("--aligned is required (the safety-aligned parent of --tuned)")
-    _validate_dtypes(opts)
-    _validate_self_check(opts)
+    _validate_request(spec, aligned, tuned, unaligned, calibration, opts)
     device = resolve_device(opts.device)
     card_audit = load_card_audit(opts.card_audit) if opts.card_audit is not None else None
     unaligned = unaligned if "unaligned" in spec.needs else None
@@ -276,7 +295,7 @@ def run_repair(
             check = _run_self_check(tmp, inputs.aligned, opts)
             ctx.manifest_extra["self_check"] = check
             facts = CardFacts(method=spec.name, parameters=bound.manifest(), fixed=bound.fixed,
-                              references=inputs.references, schedule=bound.schedule, command=command,
+                              references=inputs.references, schedule=bound.schedule, command=opts.command,
                               self_check=check, audit=card_audit, adapter_output=adapter_output)
             ctx.manifest_extra["card"] = write_card_files(tmp, facts, aligned_dir=inputs.aligned,
                                                             final_name=Path(out).name)
@@ -289,10 +308,8 @@ def run_repair(
                 "passthrough_tensors": sum(row.passthrough for row in plan),
                 **ctx.manifest_extra,
             }
-            manifest_inputs = {"aligned": inputs.aligned, "unaligned": inputs.unaligned, "calibration": calibration}
-            manifest_inputs.update({f"tuned[{i}]": t for i, t in enumerate(inputs.tuned)})
-            write_manifest(tmp, command=command, parameters=bound.manifest(), inputs=manifest_inputs, started=started,
-                           extra=extra)
+            write_manifest(tmp, command=opts.command, parameters=bound.manifest(),
+                           inputs=_manifest_inputs(inputs, calibration), started=started, extra=extra)
     finally:
         sources.close()
     report(check)  # one loud stderr line when the output looks broken

@@ -3,7 +3,8 @@ resumable run directory; and the end-to-end demo on the model organism.
 
 Public API:
 - `build_config(settings: dict, known_methods=None) -> SweepConfig`, `load_recipe(path) -> dict`;
-- `run_sweep(config, out, *, fresh=False, progress=True, cache_dir=None, executor=None) -> SweepOutcome`
+- `run_sweep(config, out, *, earlier_run="resume"|"discard"|"discard_if_changed", progress=True, cache_dir=None,
+  executor=None) -> SweepOutcome`
   (writes OUT/sweep.json, OUT/report/report.html + pareto.png, OUT/winner/, OUT/realignkit.json; work happens
   in OUT.partial/ and resumes after a kill); `executor=ExecutorOptions(name="ray", ...)` (pipeline.executors)
   runs each candidate as a Ray task instead of in this process, with the same sweep.json;

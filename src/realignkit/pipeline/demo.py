@@ -236,7 +236,7 @@ def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str 
         known_methods=known,
     )
     outcome = run_sweep(config, settings.out / "sweeps" / name, progress=False, cache_dir=settings.cache_dir,
-                        replace_changed=True, judge=settings.judge_object())
+                        earlier_run="discard_if_changed", judge=settings.judge_object())
     return outcome.summary
 
 

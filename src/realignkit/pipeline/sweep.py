@@ -12,7 +12,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -60,25 +60,29 @@ class SweepOutcome:
     log: list[str] = field(default_factory=list)
 
 
+EarlierRun = Literal["resume", "discard", "discard_if_changed"]
+
+
 def run_sweep(
     config: SweepConfig,
     out: str | Path,
     *,
-    fresh: bool = False,
-    replace_changed: bool = False,
+    earlier_run: EarlierRun = "resume",
     progress: bool = True,
     cache_dir: str | Path | None = None,
     materialize_fn: Materialize = materialize,
-    judge: Judge = None,
+    judge: Judge | None = None,
     executor: ExecutorOptions | None = None,
 ) -> SweepOutcome:
     """Run (or resume) a sweep into `out`. All bad input is raised before any work is done.
 
-    fresh: discard any earlier run in `out`; replace_changed: discard it only when its arguments differ (the
-    demo uses this for the dirs it owns; a user gets an error naming the changed arguments instead); judge: a
+    earlier_run: what happens to an earlier run in `out`: "resume" it (an error names the arguments that
+    changed), "discard" it, or "discard_if_changed" (its arguments differ; the demo does this for the dirs it
+    owns); judge: a
     ready judge object for config.judge (the demo shares one across its sweeps), else it is built from the config.
     executor: where the work runs (default: this process); the run dir and sweep.json are the same either way."""
     started = time.time()
+    fresh, replace_changed = earlier_run == "discard", earlier_run == "discard_if_changed"
     executor = executor or ExecutorOptions()
     _check_engine_settings(config, executor)
     check_output_not_inside_inputs(out, [config.aligned, config.tuned, config.base, config.unaligned])
