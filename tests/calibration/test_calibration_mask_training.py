@@ -11,6 +11,7 @@ from realignkit.calibration.mask_training import (
     MaskedWeight,
     MaskTrainingConfig,
     PreferenceData,
+    PreferenceScope,
     ReferenceLogprobs,
     ScaledMerge,
     deterministic_mask,
@@ -85,12 +86,13 @@ def test_training_lowers_the_dpo_loss(tiny_family):
     merge = lambda deltas, name: deltas[0]  # noqa: E731 - one task vector, scale 1
     reference = reference_logprobs(model, data, 8, torch.device("cpu"))
     start = {k: deterministic_mask(v, "expectation") for k, v in init_mask_logits(targets).items()}
-    before = evaluate_dpo_loss(model, data, targets, start, merge, beta=0.1, reference=reference)
+    scope = PreferenceScope(reference=reference)
+    before = evaluate_dpo_loss(model, data, targets, start, merge, beta=0.1, scope=scope)
     config = MaskTrainingConfig(steps=30, lr=0.05, temperature=0.5, beta=0.1, batch_size=4, seed=0)
     weights_before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = train_concrete_mask(model, data, targets, merge, config, reference=reference, progress=False)
+    result = train_concrete_mask(model, data, targets, merge, config, scope=scope, progress=False)
     final = {k: deterministic_mask(v, "expectation") for k, v in result.logits.items()}
-    after = evaluate_dpo_loss(model, data, targets, final, merge, beta=0.1, reference=reference)
+    after = evaluate_dpo_loss(model, data, targets, final, merge, beta=0.1, scope=scope)
     assert len(result.losses) == 30
     print(f"DPO loss before {before:.4f} after {after:.4f}")
     assert after < before - 1e-3, (before, after)

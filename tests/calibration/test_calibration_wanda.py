@@ -11,6 +11,7 @@ from realignkit.calibration import (
 )
 from realignkit.calibration.chat import encode_examples
 from realignkit.calibration.models import load_calibration_model, load_tokenizer
+from realignkit.calibration.wanda import ForwardPasses
 from realignkit.common.errors import BadInputError
 
 EXAMPLES = [
@@ -30,7 +31,8 @@ def model_and_tokenizer(tiny_family):
 def test_norms_match_direct_computation(model_and_tokenizer):
     """Layer 0's q_proj sees input_layernorm(embeddings): recompute ‖X_j‖₂ by hand, one unpadded example at a time."""
     model, tokenizer = model_and_tokenizer
-    norms = collect_input_norms(model, tokenizer, EXAMPLES, ["model.layers.0.self_attn.q_proj"], batch_size=2)
+    norms = collect_input_norms(model, tokenizer, EXAMPLES, ["model.layers.0.self_attn.q_proj"],
+                                ForwardPasses(batch_size=2))
     squares = torch.zeros(model.config.hidden_size, dtype=torch.float64)
     with torch.no_grad():
         for encoded in encode_examples(tokenizer, EXAMPLES):
@@ -46,9 +48,9 @@ def test_norms_match_direct_computation(model_and_tokenizer):
 def test_batching_and_layer_streaming_do_not_change_norms(model_and_tokenizer):
     model, tokenizer = model_and_tokenizer
     names = select_targets(linear_modules(model), "q_proj,v_proj,down_proj")
-    one = collect_input_norms(model, tokenizer, EXAMPLES, names, batch_size=1)
-    padded = collect_input_norms(model, tokenizer, EXAMPLES, names, batch_size=3)
-    streamed = collect_input_norms(model, tokenizer, EXAMPLES, names, batch_size=2, stream_layers=True)
+    one = collect_input_norms(model, tokenizer, EXAMPLES, names, ForwardPasses(batch_size=1))
+    padded = collect_input_norms(model, tokenizer, EXAMPLES, names, ForwardPasses(batch_size=3))
+    streamed = collect_input_norms(model, tokenizer, EXAMPLES, names, ForwardPasses(batch_size=2, stream_layers=True))
     assert set(one) == set(names) and len(names) == 6
     for name in names:
         torch.testing.assert_close(padded[name], one[name], rtol=1e-5, atol=1e-6)

@@ -340,7 +340,23 @@ def reference_logprobs(
     return ReferenceLogprobs(model, data, batch_size, device)(range(len(data)))
 
 
-def _as_reference(reference: Any, model: nn.Module, data: PreferenceData, batch_size: int,
+Reference = torch.Tensor | Callable[[Sequence[int]], torch.Tensor] | None
+
+
+@dataclass(frozen=True)
+class PreferenceScope:
+    """Which pairs a mask is trained or evaluated on, and against what.
+
+    rows: the pairs (default: all); reference: the unmodified model's log-probs, a precomputed [n, 2] tensor or a
+    `ReferenceLogprobs` (None: computed lazily); base_overrides: parameters outside the mask's targets that the
+    fused model changes too (their plain merge), so that the model trained is the model written."""
+
+    rows: Sequence[int] | None = None
+    reference: Reference = None
+    base_overrides: dict[str, torch.Tensor] | None = None
+
+
+def _as_reference(reference: Reference, model: nn.Module, data: PreferenceData, batch_size: int,
                   device: torch.device) -> Callable[[Sequence[int]], torch.Tensor]:  # fmt: skip
     """Accept a precomputed [n, 2] tensor, a ReferenceLogprobs, or None (computed lazily)."""
     if reference is None:
@@ -360,19 +376,19 @@ def evaluate_preferences(
     *,
     beta: float,
     batch_size: int = 8,
-    reference: Any = None,
-    rows: Sequence[int] | None = None,
-    base_overrides: dict[str, torch.Tensor] | None = None,
+    scope: PreferenceScope | None = None,
 ) -> dict[str, float]:
     """For a fixed (deterministic) mask, over `rows` (default: all pairs): the DPO loss, and the mean per-token
     log-probability of the chosen and of the rejected answers (a DPO loss near 0 with a chosen log-prob that did
     not rise means the mask only suppressed the rejected answers).
 
-    base_overrides: parameters outside the mask's targets that the fused model changes too (their plain merge).
+    `scope`: the pairs, the reference log-probs and the base overrides (see PreferenceScope).
     """
+    scope = scope or PreferenceScope()
+    base_overrides = scope.base_overrides
     device = next(model.parameters()).device
-    reference_of = _as_reference(reference, model, data, batch_size, device)
-    rows = list(range(len(data))) if rows is None else list(rows)
+    reference_of = _as_reference(scope.reference, model, data, batch_size, device)
+    rows = list(range(len(data))) if scope.rows is None else list(scope.rows)
     reference_all = reference_of(rows)  # before the hooks go in: the reference is the unmasked model
     loss = chosen_total = rejected_total = 0.0
     with masked_forward(model, targets, masks, merge) as weights:
@@ -397,10 +413,14 @@ def evaluate_dpo_loss(
     targets: Sequence[MaskedWeight],
     masks: dict[str, torch.Tensor],
     merge: MergeFn,
-    **options: Any,
+    *,
+    beta: float,
+    batch_size: int = 8,
+    scope: PreferenceScope | None = None,
 ) -> float:
-    """DPO loss over `rows` (default: all pairs) for a fixed (deterministic) mask (see evaluate_preferences)."""
-    return evaluate_preferences(model, data, targets, masks, merge, **options)["dpo_loss"]
+    """DPO loss over `scope.rows` (default: all pairs) for a fixed (deterministic) mask (see evaluate_preferences)."""
+    return evaluate_preferences(model, data, targets, masks, merge, beta=beta, batch_size=batch_size,
+                                scope=scope)["dpo_loss"]
 
 
 def train_concrete_mask(
@@ -410,24 +430,24 @@ def train_concrete_mask(
     merge: MergeFn,
     config: MaskTrainingConfig,
     *,
-    reference: Any = None,
+    scope: PreferenceScope | None = None,
     progress: bool = True,
-    rows: Sequence[int] | None = None,
-    base_overrides: dict[str, torch.Tensor] | None = None,
 ) -> MaskTrainingResult:
     """Train the mask logits with Adam on the DPO loss; the model's own parameters are never updated.
 
-    `rows`: the pairs to train on (default all), visited in a seeded shuffled order, batch_size pairs per step.
-    `base_overrides`: parameters outside the targets set to their plain merge, so that the model trained is the
-    model written (only the targets are masked); the reference stays the unmodified model.
+    `scope.rows`: the pairs to train on (default all), visited in a seeded shuffled order, batch_size pairs per
+    step. `scope.base_overrides`: parameters outside the targets set to their plain merge, so that the model
+    trained is the model written (only the targets are masked); the reference stays the unmodified model.
     """
     started = time.time()
+    scope = scope or PreferenceScope()
+    rows, base_overrides = scope.rows, scope.base_overrides
     device = next(model.parameters()).device
     model.eval()  # no dropout: the only randomness is the Concrete sample
     model.requires_grad_(False)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
-    reference_of = _as_reference(reference, model, data, config.batch_size, device)
+    reference_of = _as_reference(scope.reference, model, data, config.batch_size, device)
     logits = init_mask_logits(targets, device, config.init_logit)
     optimizer = torch.optim.Adam(list(logits.values()), lr=config.lr)
     order = _epoch_order(len(data) if rows is None else list(rows), config.seed)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -164,19 +165,29 @@ def _forward_streamed(
 
 
 @torch.no_grad()
+@dataclass(frozen=True)
+class ForwardPasses:
+    """How the calibration forward passes run: examples per batch, tokens per example (longer ones are cut),
+    and where: `device` (default: the model's), `stream_layers` (one decoder layer on the device at a time)."""
+
+    batch_size: int = 8
+    max_length: int = 512
+    device: torch.device | str | None = None
+    stream_layers: bool = False
+
+
 def collect_input_norms(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     examples: Sequence[PromptResponse],
     module_names: Sequence[str],
+    passes: ForwardPasses | None = None,
     *,
-    batch_size: int = 8,
-    max_length: int = 512,
-    stream_layers: bool = False,
-    device: torch.device | str | None = None,
     progress: bool = False,
 ) -> dict[str, torch.Tensor]:
     """‖X_j‖₂ over all calibration tokens for each named linear module (canonical names), float32 on CPU."""
+    passes = passes or ForwardPasses()
+    stream_layers, device = passes.stream_layers, passes.device
     modules = linear_modules(model)
     missing = [name for name in module_names if name not in modules]
     if missing:
@@ -189,8 +200,8 @@ def collect_input_norms(
                 f"layer streaming only covers decoder layers; {outside[0]!r} lies outside them"
             )
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    encoded = encode_examples(tokenizer, examples, max_length=max_length)
-    batches = list(iter_batches(tokenizer, encoded, batch_size))
+    encoded = encode_examples(tokenizer, examples, max_length=passes.max_length)
+    batches = list(iter_batches(tokenizer, encoded, passes.batch_size))
     acc = _NormAccumulator({name: modules[name] for name in module_names})
     try:
         with _eval_mode(model):

@@ -292,13 +292,13 @@ class _Calibrator:
     def norms(self, path: Path, names: list[str]) -> tuple[dict[str, torch.Tensor], int]:
         """(input norms of `names`, number of examples) over the prompt/response JSONL at `path`."""
         from realignkit.calibration import collect_input_norms, load_prompt_response_jsonl
+        from realignkit.calibration.wanda import ForwardPasses
 
         examples = load_prompt_response_jsonl(path)
         model, params = self.load(), self.params
-        norms = collect_input_norms(
-            model, self.tokenizer, examples, names, batch_size=params.batch_size, max_length=params.max_length,
-            stream_layers=self.stream, device=_device(params), progress=self.ctx.show_progress,
-        )  # fmt: skip
+        passes = ForwardPasses(batch_size=params.batch_size, max_length=params.max_length, device=_device(params),
+                               stream_layers=self.stream)
+        norms = collect_input_norms(model, self.tokenizer, examples, names, passes, progress=self.ctx.show_progress)
         return norms, len(examples)
 
 

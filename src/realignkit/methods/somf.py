@@ -259,6 +259,7 @@ def prepare_somf(ctx: RepairContext, params: SomfParams) -> SomfState:
     from realignkit.calibration.mask_training import (
         MaskTrainingConfig,
         PreferenceData,
+        PreferenceScope,
         ReferenceLogprobs,
         deterministic_mask,
         train_concrete_mask,
@@ -283,10 +284,8 @@ def prepare_somf(ctx: RepairContext, params: SomfParams) -> SomfState:
     ones = {key: torch.ones(shape, device=device) for t in targets for key, shape in t.mask_shapes().items()}
     eval_plain = _evaluate(model, data, targets, ones, merge, params, reference, eval_rows, fixed)
     setup_seconds = time.time() - started
-    result = train_concrete_mask(
-        model, data, targets, merge, config, reference=reference, progress=ctx.show_progress, rows=train_rows,
-        base_overrides=fixed,
-    )
+    scope = PreferenceScope(rows=train_rows, reference=reference, base_overrides=fixed)
+    result = train_concrete_mask(model, data, targets, merge, config, scope=scope, progress=ctx.show_progress)
     final = {k: deterministic_mask(v, params.final_mask) for k, v in result.logits.items()}
     eval_final = _evaluate(model, data, targets, final, merge, params, reference, eval_rows, fixed)
     state = SomfState(merge=merge)
@@ -333,12 +332,13 @@ def _check_forward(reference: Any, rows: list[int]) -> None:
 
 def _evaluate(model: torch.nn.Module, data: Any, targets: list[Any], masks: dict[str, torch.Tensor], merge: Any,
               params: SomfParams, reference: Any, rows: list[int], fixed: dict[str, torch.Tensor]) -> dict | None:  # fmt: skip
-    from realignkit.calibration.mask_training import evaluate_preferences
+    from realignkit.calibration.mask_training import PreferenceScope, evaluate_preferences
 
     if not rows:
         return None
-    return evaluate_preferences(model, data, targets, masks, merge, beta=params.beta,
-                                batch_size=params.batch_size, reference=reference, rows=rows, base_overrides=fixed)  # fmt: skip
+    scope = PreferenceScope(rows=rows, reference=reference, base_overrides=fixed)
+    return evaluate_preferences(model, data, targets, masks, merge, beta=params.beta, batch_size=params.batch_size,
+                                scope=scope)  # fmt: skip
 
 
 def _record(ctx: RepairContext, params: SomfParams, targets: list[Any], result: Any, final: dict[str, torch.Tensor],
