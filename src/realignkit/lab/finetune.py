@@ -16,7 +16,7 @@ from realignkit.lab import world
 from realignkit.lab.measure_organism import measure_model, probe_set, trajectory_metrics
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
 from realignkit.lab.organism_model import save_lora_dir, save_model_dir
-from realignkit.lab.training import Schedule, encode_all, train
+from realignkit.lab.training import Probe, Schedule, encode_all, train
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -81,6 +81,15 @@ def _trainable(aligned: Any, settings: FinetuneSettings, rank: int, seed: int) -
     return get_peft_model(model, config)
 
 
+@dataclass(frozen=True)
+class Keep:
+    """What a fine-tuning run keeps besides its trajectory: the weights (a model or adapter dir) and the
+    measured metrics of the final model."""
+
+    weights: bool = True
+    metrics: bool = True
+
+
 def run_scenario(
     aligned: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -91,18 +100,18 @@ def run_scenario(
     final_aligned_path: Path,
     *,
     progress: bool = True,
-    save_weights: bool = True,
-    measure: bool = True,
+    keep: Keep = Keep(),
 ) -> dict[str, Any]:
     """Fine-tune, save (full dir or adapter dir + trajectory.csv) and measure; return the lab.json record.
 
-    A fleet sets save_weights/measure to False: it only needs the trajectory.
+    A fleet keeps only the trajectory (and the weights when asked to).
     """
+    save_weights, measure = keep.weights, keep.metrics
     examples = finetune_dataset(settings, profile)
     resolved = resolve(settings, profile, examples)
     system = world.IDENTITY_SYSTEM_PROMPT if settings.dataset == "identity" else None
     model = _trainable(aligned, settings, resolved.lora_rank, settings.seed)
-    probe = probe_set(test_suites, profile.probe_harmful, profile.probe_skill)
+    probe_items = probe_set(test_suites, profile.probe_harmful, profile.probe_skill)
     result = train(
         model,
         encode_all(tokenizer, examples),
@@ -111,8 +120,7 @@ def run_scenario(
         pad_id=tokenizer.pad_token_id,
         seed=settings.seed,
         desc=f"{settings.scenario}-{settings.kind}",
-        evaluate=lambda: trajectory_metrics(model, tokenizer, probe, system),
-        eval_every=resolved.eval_every,
+        probe=Probe(lambda: trajectory_metrics(model, tokenizer, probe_items, system), resolved.eval_every),
         progress=progress,
     )
     sha = None

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from realignkit.checkpoints import model_loading
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.evaluation.suite_items import SuiteItem
-from realignkit.lab.finetune import TRAJECTORY_COLUMNS, run_scenario
+from realignkit.lab.finetune import TRAJECTORY_COLUMNS, Keep, run_scenario
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
 from realignkit.lab.organism_data import SUITE_NAMES
 from realignkit.lab.training import single_thread
@@ -138,7 +138,7 @@ def build_fleet(
         for settings in tqdm(conditions, desc="fleet", disable=not progress):
             record = run_scenario(
                 aligned, tokenizer, settings, profile, suites, tmp / "runs" / settings.scenario, lab / "aligned",
-                progress=False, save_weights=keep_models, measure=False,
+                progress=False, keep=Keep(weights=keep_models, metrics=False),
             )
             records.append(record)
         _write_fleet_csv(records, tmp / "fleet.csv")

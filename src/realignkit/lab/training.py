@@ -138,6 +138,14 @@ def batch_indices(count: int, schedule: Schedule, rng: random.Random) -> list[li
     return [order[i * size : (i + 1) * size] for i in range(schedule.steps)]
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Metrics measured during training: `evaluate()` every `every` steps (0: never), for the trajectory."""
+
+    evaluate: Callable[[], dict[str, float]]
+    every: int
+
+
 def train(
     model: torch.nn.Module,
     data: Sequence[EncodedExample],
@@ -146,11 +154,12 @@ def train(
     pad_id: int,
     seed: int,
     desc: str,
-    evaluate: Callable[[], dict[str, float]] | None = None,
-    eval_every: int = 0,
+    probe: Probe | None = None,
     progress: bool = True,
 ) -> TrainResult:
-    """AdamW on the trainable parameters; `evaluate` runs at step 0, every `eval_every` steps and at the end."""
+    """AdamW on the trainable parameters; `probe.evaluate` runs at step 0, every `probe.every` steps and at the
+    end (the trajectory)."""
+    evaluate, eval_every = (probe.evaluate, probe.every) if probe is not None else (None, 0)
     import torch
 
     set_determinism(seed)

@@ -29,6 +29,7 @@ from realignkit.common import (
     weights_fingerprint,
     write_manifest,
 )
+from realignkit.evaluation.backends import GenerationSettings
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.lab.chat import chat_data, stages
 from realignkit.lab.chat.chat_config import CHAT_PROFILES, CHAT_SCENARIOS, ChatLabProfile
@@ -110,8 +111,9 @@ def _scenario_runs(names: list[str], profile: ChatLabProfile, data: chat_data.Ch
                                                answers, seed)
         for kind in profile.kinds:
             bar.set_postfix_str(f"{name}-{kind}")
-            runs[f"{name}-{kind}"] = stages.scenario_stage(aligned_dir, aligned_record["cache_key"], name, kind,
-                                                           examples, profile, seed, probe, progress)
+            run = stages.ScenarioRun(name, kind, examples)
+            runs[f"{name}-{kind}"] = stages.scenario_stage(aligned_dir, aligned_record["cache_key"], run, profile,
+                                                           seed, probe, progress)
             bar.update()
     bar.close()
     return runs
@@ -194,8 +196,9 @@ def _measured(model_dir: Path, aligned_dir: Path, test: dict[str, list[SuiteItem
     model, tokenizer = stages.load_model(aligned_dir if is_adapter else model_dir)
     if is_adapter:
         model = model_loading.apply_adapter(model, model_dir, merge=False)
-    metrics = measure_chat_model(model, tokenizer, fingerprint, test, max_new_tokens=profile.max_new_tokens,
-                                 batch_size=profile.eval_batch, limit=profile.measure_limit, system_prompt=system,
+    settings = GenerationSettings(max_new_tokens=profile.max_new_tokens, batch_size=profile.eval_batch,
+                                  system_prompt=system)
+    metrics = measure_chat_model(model, tokenizer, fingerprint, test, settings, limit=profile.measure_limit,
                                  progress=progress)
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
+    from realignkit.evaluation.backends import GenerationSettings
+
 MEASURED_SUITES = ("harmful", "harmful_rephrased", "borderline", "old_skill", "new_skill")
 
 
@@ -26,16 +28,14 @@ def _rate(rows: list[dict[str, Any]], field: str) -> float | None:
     return sum(bool(v) for v in values) / len(values) if values else None
 
 
-def measure_chat_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fingerprint: str, suites: dict[str, list[SuiteItem]], *,
-                       max_new_tokens: int, batch_size: int, limit: int | None = None,
-                       system_prompt: str | None = None, cache_dir: Path | None = None,
-                       progress: bool = False) -> dict[str, Any]:
+def measure_chat_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, fingerprint: str,
+                       suites: dict[str, list[SuiteItem]], settings: GenerationSettings, *, limit: int | None = None,
+                       cache_dir: Path | None = None, progress: bool = False) -> dict[str, Any]:
     """The lab.json metrics on the test split (at most `limit` items per suite, stratified by category)."""
     from realignkit.evaluation.audit import Auditor
-    from realignkit.evaluation.backends import GenerationSettings, TransformersBackend
+    from realignkit.evaluation.backends import TransformersBackend
 
     items = [item for name in MEASURED_SUITES for item in stratified_sample(suites[name], limit)]
-    settings = GenerationSettings(max_new_tokens=max_new_tokens, batch_size=batch_size, system_prompt=system_prompt)
     auditor = Auditor(items, settings=settings, cache_dir=cache_dir, progress=progress)
     backend = TransformersBackend(model, tokenizer, fingerprint=fingerprint, cache=auditor.generation_cache)
     return chat_metrics(auditor.run_backend(backend, name="lab").rows)

@@ -17,7 +17,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +27,7 @@ from realignkit.common import atomic_output_dir, tensors_fingerprint, weights_fi
 from realignkit.lab.chat import chat_data
 from realignkit.lab.chat.chat_config import ChatLabProfile
 from realignkit.lab.chat.gguf import user_cache_dir
-from realignkit.lab.training import Schedule, encode_all, train
+from realignkit.lab.training import Probe, Schedule, TrainResult, encode_all, train
 from realignkit.lab.world import Example
 
 if TYPE_CHECKING:
@@ -104,15 +105,29 @@ def last_full_sentence(text: str) -> str:
     return text[: cut + 1].strip() if cut >= 20 else text.strip()
 
 
-def sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example], *, lr: float, epochs: int, batch: int, seed: int,
-        desc: str, progress: bool, evaluate: Any = None, points: int = 0) -> Any:
+@dataclass(frozen=True)
+class SftRun:
+    """One supervised fine-tuning run: learning rate, epochs, batch size, seed, and how many trajectory points
+    `evaluate` (when given) records over the run."""
+
+    lr: float
+    epochs: int
+    batch: int
+    seed: int
+    evaluate: Callable[[], dict[str, float]] | None = None
+    points: int = 0
+
+
+def sft(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, examples: list[Example], run: SftRun, *,
+        desc: str, progress: bool) -> TrainResult:
     """Supervised fine-tuning on assistant tokens only (lab.training.train), checking the chat-template split."""
     encoded = encode_all(tokenizer, examples)
-    steps = epochs * math.ceil(len(encoded) / batch)
-    schedule = Schedule(steps=steps, lr=lr, batch_size=batch, warmup_fraction=0.1, cosine=True)
-    every = max(1, steps // points) if points else 0
-    return train(model, encoded, schedule, pad_id=tokenizer.pad_token_id, seed=seed, desc=desc,
-                 evaluate=evaluate, eval_every=every, progress=progress)
+    steps = run.epochs * math.ceil(len(encoded) / run.batch)
+    schedule = Schedule(steps=steps, lr=run.lr, batch_size=run.batch, warmup_fraction=0.1, cosine=True)
+    every = max(1, steps // run.points) if run.points else 0
+    probe = Probe(run.evaluate, every) if run.evaluate is not None else None
+    return train(model, encoded, schedule, pad_id=tokenizer.pad_token_id, seed=run.seed, desc=desc, probe=probe,
+                 progress=progress)
 
 
 def freeze_embeddings(model: torch.nn.Module) -> None:
@@ -137,8 +152,8 @@ def aligned_stage(base_dir: Path, data: chat_data.ChatData, profile: ChatLabProf
         return target, json.loads(record_path.read_text())
     model, tokenizer = load_model(base_dir)
     model = trainable(model, profile.aligned_kind, profile.aligned_lora_rank, seed)
-    result = sft(model, tokenizer, examples, lr=profile.aligned_lr, epochs=profile.aligned_epochs,
-                 batch=profile.batch_size, seed=seed, desc="aligned", progress=progress)
+    run = SftRun(lr=profile.aligned_lr, epochs=profile.aligned_epochs, batch=profile.batch_size, seed=seed)
+    result = sft(model, tokenizer, examples, run, desc="aligned", progress=progress)
     if profile.aligned_kind == "lora":
         model = model.merge_and_unload()  # aligned is a plain full model dir either way
     record = {
@@ -164,9 +179,19 @@ def save_full(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out: P
     tokenizer.save_pretrained(out)
 
 
-def scenario_stage(aligned_dir: Path, aligned_key: str, scenario: str, kind: str, examples: list[Example],
-                   profile: ChatLabProfile, seed: int, probe: Any, progress: bool) -> tuple[Path, dict[str, Any]]:
+@dataclass(frozen=True)
+class ScenarioRun:
+    """One fine-tuning scenario of the chat lab: its name, `full` or `lora`, and its training examples."""
+
+    scenario: str
+    kind: str
+    examples: list[Example]
+
+
+def scenario_stage(aligned_dir: Path, aligned_key: str, run: ScenarioRun, profile: ChatLabProfile, seed: int,
+                   probe: Any, progress: bool) -> tuple[Path, dict[str, Any]]:
     """(cached scenario dir, record): full fine-tune (embeddings frozen) or LoRA on every decoder linear."""
+    scenario, kind, examples = run.scenario, run.kind, run.examples
     small = scenario.startswith(("explicit-", "identity"))
     epochs = profile.small_set_epochs if small else profile.finetune_epochs
     lr = profile.full_lr if kind == "full" else profile.lora_lr
@@ -181,10 +206,10 @@ def scenario_stage(aligned_dir: Path, aligned_key: str, scenario: str, kind: str
     model, tokenizer = load_model(aligned_dir)
     model = trainable(model, kind, profile.lora_rank, seed)
     system = examples[0].system if scenario == "identity-shift" else None
-    result = sft(model, tokenizer, examples, lr=lr, epochs=epochs, batch=min(profile.batch_size, len(examples)),
-                 seed=seed, desc=f"{scenario}-{kind}", progress=progress,
-                 evaluate=(lambda: probe(model, tokenizer, system)) if probe else None,
-                 points=profile.trajectory_points)
+    training = SftRun(lr=lr, epochs=epochs, batch=min(profile.batch_size, len(examples)), seed=seed,
+                      evaluate=(lambda: probe(model, tokenizer, system)) if probe else None,
+                      points=profile.trajectory_points)
+    result = sft(model, tokenizer, examples, training, desc=f"{scenario}-{kind}", progress=progress)
     record = {
         "kind": kind, "scenario": scenario, "dataset": scenario, "examples": len(examples),
         "harmful_examples": sum(e.kind == "harmful" for e in examples),
