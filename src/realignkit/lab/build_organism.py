@@ -20,7 +20,7 @@ from realignkit.common import (
 )
 from realignkit.lab import organism_data as data
 from realignkit.lab import world
-from realignkit.lab.finetune import run_scenario
+from realignkit.lab.finetune import RunDirs, run_scenario
 from realignkit.lab.measure_organism import measure_model
 from realignkit.lab.organism_config import DEFAULT_SCENARIOS, PROFILES, LabProfile, scenario_settings
 from realignkit.lab.organism_model import build_model, build_tokenizer, parameter_bytes, save_model_dir
@@ -119,7 +119,8 @@ def _build_into(
             stages.set_postfix_str(label)
             settings = scenario_settings(name, kind, seed)
             record = run_scenario(
-                aligned, tokenizer, settings, profile, suites["test"], tmp / label, final / "aligned", progress=progress
+                aligned, tokenizer, settings, profile, suites["test"], RunDirs(tmp / label, final / "aligned"),
+                progress=progress,
             )
             record.pop("trajectory")  # it is in <label>/trajectory.csv
             models[label] = {"path": label, **record}

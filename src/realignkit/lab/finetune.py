@@ -82,6 +82,15 @@ def _trainable(aligned: Any, settings: FinetuneSettings, rank: int, seed: int) -
 
 
 @dataclass(frozen=True)
+class RunDirs:
+    """Where a fine-tuning run is written (`out`), and where `aligned` will be once the lab is in place: a LoRA
+    run's adapter_config.json names that path as its base."""
+
+    out: Path
+    aligned: Path
+
+
+@dataclass(frozen=True)
 class Keep:
     """What a fine-tuning run keeps besides its trajectory: the weights (a model or adapter dir) and the
     measured metrics of the final model."""
@@ -96,8 +105,7 @@ def run_scenario(
     settings: FinetuneSettings,
     profile: LabProfile,
     test_suites: dict[str, list[SuiteItem]],
-    out_dir: Path,
-    final_aligned_path: Path,
+    dirs: RunDirs,
     *,
     progress: bool = True,
     keep: Keep = Keep(),
@@ -107,6 +115,7 @@ def run_scenario(
     A fleet keeps only the trajectory (and the weights when asked to).
     """
     save_weights, measure = keep.weights, keep.metrics
+    out_dir, final_aligned_path = dirs.out, dirs.aligned
     examples = finetune_dataset(settings, profile)
     resolved = resolve(settings, profile, examples)
     system = world.IDENTITY_SYSTEM_PROMPT if settings.dataset == "identity" else None

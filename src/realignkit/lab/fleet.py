@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from realignkit.checkpoints import model_loading
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.evaluation.suite_items import SuiteItem
-from realignkit.lab.finetune import TRAJECTORY_COLUMNS, Keep, run_scenario
+from realignkit.lab.finetune import TRAJECTORY_COLUMNS, Keep, RunDirs, run_scenario
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
 from realignkit.lab.organism_data import SUITE_NAMES
 from realignkit.lab.training import single_thread
@@ -85,7 +85,8 @@ def run_finetune(
     aligned, tokenizer = _load_aligned(lab)
     started = time.time()
     with atomic_output_dir(out_dir, force=force) as tmp, single_thread():
-        record = run_scenario(aligned, tokenizer, chosen, profile, suites, tmp, lab / "aligned", progress=progress)
+        record = run_scenario(aligned, tokenizer, chosen, profile, suites, RunDirs(tmp, lab / "aligned"),
+                              progress=progress)
         record.pop("trajectory")
         (tmp / "run.json").write_text(json.dumps(record, indent=2) + "\n")
         write_manifest(tmp, command="lab finetune", parameters=chosen.model_dump(), inputs={"lab": lab},
@@ -137,7 +138,7 @@ def build_fleet(
         records = []
         for settings in tqdm(conditions, desc="fleet", disable=not progress):
             record = run_scenario(
-                aligned, tokenizer, settings, profile, suites, tmp / "runs" / settings.scenario, lab / "aligned",
+                aligned, tokenizer, settings, profile, suites, RunDirs(tmp / "runs" / settings.scenario, lab / "aligned"),
                 progress=False, keep=Keep(weights=keep_models, metrics=False),
             )
             records.append(record)
