@@ -130,10 +130,6 @@ def sweep(
     aligned: PathLike,
     tuned: PathLike,
     out: PathLike,
-    base: PathLike | None = None,
-    unaligned: PathLike | None = None,
-    methods: Sequence[str] | None = None,
-    grids: dict[str, dict[str, list[Any]]] | None = None,
     push_to_hub: str | None = None,
     fresh: bool = False,
     progress: bool = False,
@@ -141,8 +137,9 @@ def sweep(
 ) -> dict[str, Any]:
     """Sweep repair methods and pick the best under the utility floor; returns sweep.json's content.
 
-    Other settings as in a sweep recipe: utility_floor, suites, limit, max_new_tokens, seed, calibration, ...
-    The winner checkpoint is at `out/winner` (with its model card); `push_to_hub` uploads it.
+    Other settings as in a sweep recipe: base, unaligned, methods, grids, utility_floor, suites, limit,
+    max_new_tokens, seed, calibration, ... The winner checkpoint is at `out/winner` (with its model card);
+    `push_to_hub` uploads it.
     """
     from realignkit.checkpoints.hub_push import check_push_possible, push_folder
     from realignkit.methods.registry import method_names
@@ -152,11 +149,12 @@ def sweep(
     if push_to_hub:
         check_push_possible(push_to_hub)
     values: dict[str, Any] = {"aligned": os.fspath(aligned), "tuned": os.fspath(tuned), **settings}
-    values.update({k: os.fspath(v) for k, v in (("base", base), ("unaligned", unaligned)) if v is not None})
-    if methods is not None:
-        values["methods"] = list(methods)
-    if grids is not None:
-        values["grids"] = grids
+    for key in ("base", "unaligned", "methods", "grids"):  # None: not given (the recipe default applies)
+        if values.get(key) is None:
+            values.pop(key, None)
+    values.update({key: os.fspath(values[key]) for key in ("base", "unaligned") if key in values})
+    if "methods" in values:
+        values["methods"] = list(values["methods"])
     config = build_config(values, known_methods=set(method_names()))
     outcome = run_sweep(config, out, earlier_run="discard" if fresh else "resume", progress=progress)
     winner = Path(outcome.out) / "winner"
