@@ -169,7 +169,7 @@ def test_audit_refuses_before_loading(capsys, quantised, suite, tmp_path, monkey
         raise AssertionError("from_pretrained called on a quantised model")
 
     monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", never)
-    monkeypatch.setattr("realignkit.evaluation.audit.weights_fingerprint", never)  # nor hash its weights first
+    monkeypatch.setattr("realignkit.evaluation.backend_registry.weights_fingerprint", never)  # nor hash its weights first
     out = tmp_path / "audit"
     line = run_refused(capsys, tmp_path, ["audit", quantised["tuned"], "--suite", suite, "--no-cache",
                                           "--out", out], out)

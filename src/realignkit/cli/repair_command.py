@@ -11,28 +11,7 @@ from typing import Any
 
 from realignkit.common.errors import BadInputError
 
-EPILOG = """methods and parameters (--set KEY=VALUE):
-  interpolate      alpha
-  slerp            t
-  task_arithmetic  scale, weights               (several --tuned)
-  ties             density, scale, weights      (several --tuned)
-  dare             density, scale, seed, weights (several --tuned)
-  linear           weights, normalize           (several --tuned; mergekit's linear)
-  gta              sparsify, consensus, density, gamma, weights, scale, normalize, rescale, seed (several --tuned;
-                   mergekit's generalized task arithmetic); presets: dare_linear, dare_ties, breadcrumbs
-  resta            beta, dare_density, seed     (needs --unaligned or --base)
-  safe_lora        threshold | num_layers, targets, output=model|adapter (needs --unaligned or --base)
-  antidote         alpha in (0,1), targets (module globs; default q/k/v_proj, or the adapter's modules),
-                   protect_outliers (default 3; 0 = the paper's plain formula), full_mode=weights|delta,
-                   lora_mode=adapter|delta, benign_calibration (JSONL of benign prompt + answer), benign_keep;
-                   --calibration: JSONL of harmful prompt + COMPLIANT response, or a saved
-                   calibration_stats.safetensors (written next to every antidote output) to reuse
-  somf             steps, lr, temperature, beta, final_mask=expectation|threshold,
-                   merge=task_arithmetic|ties|dare, scale, density, targets (several --tuned);
-                   --calibration: preference JSONL (prompt, chosen, rejected).
-                   Mask memory = the targeted parameters in fp32 (x4 while training with Adam);
-                   restrict it with --set targets='*q_proj,*v_proj'
-models: local dirs, hub ids (org/name, org/name@revision, via the local Hugging Face cache; HF_HUB_OFFLINE=1
+EPILOG = """models: local dirs, hub ids (org/name, org/name@revision, via the local Hugging Face cache; HF_HUB_OFFLINE=1
 for no network) or MODEL+LORA. Every output gets a model card (README.md) and, for methods mergekit shares,
 mergekit_config.yml.
 after writing, every repair checks itself: the perplexity of a neutral English text under the output vs
@@ -58,10 +37,27 @@ def _wrap(text: str, indent: int, first: str = "") -> str:
     return textwrap.fill(text, 110, initial_indent=first.ljust(indent), subsequent_indent=" " * indent)
 
 
+def method_lines() -> list[str]:
+    """One line per registered method: its parameters (from its params model) and the inputs it needs."""
+    from realignkit.methods.registry import get_method, method_names
+
+    lines = []
+    for name in method_names():
+        spec = get_method(name)
+        needs = ["several --tuned"] if spec.multi_tuned else []
+        needs += ["needs --unaligned or --base"] if "unaligned" in spec.needs else []
+        needs += ["needs --calibration"] if "calibration" in spec.needs else []
+        text = ", ".join(spec.params.model_fields) or "(no parameters)"
+        lines.append(_wrap(text + (f" ({'; '.join(needs)})" if needs else ""), 19, f"  {name}"))
+    return lines
+
+
 def _generic_epilog() -> str:
     lines = [_wrap(text, 12, f"  {name}") for name, text in calibration_formats().items()]
     head, sep, tail = EPILOG.partition("after writing,")
-    return head + "\n" + FORMATS_TITLE + "\n" + "\n".join(lines) + "\n\n" + sep + tail
+    methods = ["methods and parameters (--set KEY=VALUE):", *method_lines()]
+    return ("\n".join(methods) + "\n" + head + "\n" + FORMATS_TITLE + "\n" + "\n".join(lines) + "\n\n" + sep
+            + tail)
 
 
 def _type_name(annotation: Any) -> str:

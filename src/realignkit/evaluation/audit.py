@@ -18,19 +18,12 @@ from realignkit.common import (
     BadInputError,
     atomic_output_dir,
     check_output_not_inside_inputs,
-    closest_match,
     prepare_output_dir,
-    weights_fingerprint,
     write_manifest,
 )
 from realignkit.evaluation.audit_options import AuditOptions, BackendOptions
-from realignkit.evaluation.backends import (
-    BACKENDS,
-    CachedBackend,
-    GenerationSettings,
-    OpenAIBackend,
-    TransformersBackend,
-)
+from realignkit.evaluation.backend_registry import make_backend
+from realignkit.evaluation.backends import Backend, GenerationSettings, TransformersBackend
 from realignkit.evaluation.cache import KeyValueCache, default_cache_dir
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
 from realignkit.evaluation.judges.base import Verdict
@@ -172,8 +165,8 @@ class Auditor:
     def judge_info(self) -> dict[str, Any]:
         return judge_identity(self.judge)
 
-    def run_backend(self, backend: CachedBackend, *, name: str) -> AuditRun:
-        before = getattr(backend, "generated", 0)  # any object with generate() and fingerprint is a backend
+    def run_backend(self, backend: Backend, *, name: str) -> AuditRun:
+        before = getattr(backend, "generated", 0)  # counted by CachedBackend; other backends may not count
         responses = backend.generate([item.prompt for item in self.items], self.settings, progress=self.progress)
         return AuditRun(name=name, fingerprint=backend.fingerprint, generated=getattr(backend, "generated", 0) - before,
                         rows=judged_rows(self.items, responses, self.judge, self.detector))
@@ -196,41 +189,6 @@ class Auditor:
     def results(self, run: AuditRun, baseline: AuditRun | None = None) -> dict[str, Any]:
         return build_results(run, baseline, judge=self.judge_info, settings=self.settings,
                              detector=self.detector.describe())
-
-
-def make_backend(
-    model: str,
-    backend: str = "transformers",
-    *,
-    cache: KeyValueCache | None = None,
-    options: BackendOptions | None = None,
-) -> CachedBackend:
-    """A generation backend for `model` (a model or adapter dir, or an endpoint's model name for openai)."""
-    opts = options or BackendOptions()
-    if backend not in BACKENDS:
-        raise BadInputError(f"unknown backend {backend!r}{closest_match(backend, BACKENDS)}; known: {', '.join(BACKENDS)}")
-    if backend == "openai":
-        from realignkit.evaluation.openai_client import ChatClient
-
-        client = ChatClient.from_options(opts.api_base, model, api_key_env=opts.api_key_env, timeout=opts.timeout,
-                                         max_retries=opts.max_retries)
-        return OpenAIBackend(client, cache=cache)
-    from realignkit.evaluation.audit_loading import adapter_base, check_quantised_inputs, load_model_for_audit
-
-    base = adapter_base(model, opts.aligned)
-    check_quantised_inputs(Path(model), None if base is None else Path(base))  # before hashing any weights
-    fingerprint = weights_fingerprint(model, base)
-    if opts.template is not None:  # a supplied template changes the prompts, so it is part of the key
-        fingerprint += ":template"
-    if backend == "vllm":
-        from realignkit.evaluation.backends import build_vllm_backend
-
-        return build_vllm_backend(Path(model), None if base is None else Path(base), fingerprint=fingerprint,
-                                  options=opts.vllm, template=opts.template, allow_pickle=opts.allow_pickle,
-                                  dtype=opts.dtype, cache=cache)
-    loaded, tokenizer = load_model_for_audit(model, aligned=opts.aligned, template=opts.template,
-                                             allow_pickle=opts.allow_pickle, device=opts.device, dtype=opts.dtype)
-    return TransformersBackend(loaded, tokenizer, fingerprint=fingerprint, cache=cache)
 
 
 def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: dict[str, Any],

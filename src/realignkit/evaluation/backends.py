@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realignkit.common import BadInputError, state_dict_fingerprint
 from realignkit.evaluation.audit_loading import check_weights, load_tokenizer, tokenizer_dir
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-BACKENDS = ("transformers", "openai", "vllm")
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,18 @@ class GenerationSettings:
         fields = asdict(self)
         fields.pop("batch_size")  # batching must not change greedy outputs, so it is not part of the key
         return fields
+
+
+class Backend(Protocol):
+    """What the audit asks of a generation backend: the fingerprint that keys its cached answers, greedy answers
+    to prompts, and `close` (a vLLM engine gives its GPU memory back)."""
+
+    fingerprint: str
+
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings, *, progress: bool = False
+                 ) -> list[str]: ...
+
+    def close(self) -> None: ...
 
 
 class CachedBackend:

@@ -88,6 +88,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from realignkit.common.errors import BadInputError, closest_match
+from realignkit.common.registry import Registry
 
 KNOWN_ROLES = ("aligned", "unaligned", "calibration")
 
@@ -152,7 +153,10 @@ class MethodSpec:
             raise BadInputError(f"parameter {where!r} of {self.name!r}: {first.get('msg', 'invalid value')}") from None
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+BUILTIN_METHODS = ("interpolate", "slerp", "task_arithmetic", "ties", "dare", "resta", "safe_lora", "antidote", "somf",
+                   "linear", "gta", "dare_linear", "dare_ties", "breadcrumbs")
+# Each built-in method's module registers it; a repair imports only the module of the method it runs.
+METHODS: Registry[MethodSpec] = Registry("method", modules={n: f"realignkit.methods.{n}" for n in BUILTIN_METHODS})
 
 
 def register_method(
@@ -172,10 +176,8 @@ def register_method(
         raise ValueError(f"unknown roles in needs: {sorted(unknown)}")
 
     def decorate(fn: TensorFn) -> TensorFn:
-        if name in _REGISTRY:
-            raise ValueError(f"method {name!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = MethodSpec(
+        METHODS.add(name, MethodSpec(
             name=name,
             fn=fn,
             params=params,
@@ -186,7 +188,7 @@ def register_method(
             elementwise=elementwise,
             tensor_stats=tensor_stats,
             adapter_output=adapter_output,
-        )
+        ))
         return fn
 
     return decorate
@@ -194,19 +196,8 @@ def register_method(
 
 def get_method(name: str) -> MethodSpec:
     """Look up a method by name (importing its module on first use); BadInputError with the closest name."""
-    from realignkit.methods import BUILTIN_METHODS, import_method_module, load_all_methods
-
-    if name not in _REGISTRY and name in BUILTIN_METHODS:
-        import_method_module(name)
-    if name not in _REGISTRY:
-        load_all_methods()
-        known = sorted(_REGISTRY)
-        raise BadInputError(f"unknown method {name!r}{closest_match(name, known)}; known: {', '.join(known)}")
-    return _REGISTRY[name]
+    return METHODS.get(name)
 
 
 def method_names() -> list[str]:
-    from realignkit.methods import load_all_methods
-
-    load_all_methods()
-    return sorted(_REGISTRY)
+    return METHODS.names()
