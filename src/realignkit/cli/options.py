@@ -23,15 +23,15 @@ def vllm_options_from_args(args: argparse.Namespace) -> Any:
     """A VLLMOptions from the flags that were given (defaults for the rest); BadInputError when out of range."""
     from pydantic import ValidationError
 
+    from realignkit.common.config import validation_problems
     from realignkit.evaluation.vllm_engine import VLLMOptions
 
     given = {key: getattr(args, key, None) for key in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")}
     try:
         return VLLMOptions(**{key: value for key, value in given.items() if value is not None})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        flag = "--" + str(error["loc"][0]).replace("_", "-")
-        raise BadInputError(f"{flag}: {error['msg']}") from None
+        problem = validation_problems(exc)[0]
+        raise BadInputError(f"--{problem.where.split('.')[0].replace('_', '-')}: {problem.message}") from None
 
 
 def vllm_settings_given(args: argparse.Namespace) -> dict[str, Any]:

@@ -142,6 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def executor_options_from_args(args: argparse.Namespace) -> Any:
     from pydantic import ValidationError
 
+    from realignkit.common.config import validation_problems
     from realignkit.pipeline.executors import ExecutorOptions, parse_memory
 
     given = {"name": args.executor, "ray_address": args.ray_address, "ray_num_cpus": args.ray_num_cpus,
@@ -150,8 +151,8 @@ def executor_options_from_args(args: argparse.Namespace) -> Any:
     try:
         return ExecutorOptions(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        error = exc.errors()[0]
-        raise BadInputError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+        problem = validation_problems(exc)[0]
+        raise BadInputError(f"--{problem.where.split('.')[0].replace('_', '-')}: {problem.message}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from realignkit.checkpoints import model_loading
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
+from realignkit.common.config import validation_problems
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS, Keep, RunDirs, run_scenario
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
@@ -65,8 +66,8 @@ def _settings(settings: FinetuneSettings | dict[str, Any]) -> FinetuneSettings:
     try:
         return FinetuneSettings(**settings)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise BadInputError(f"bad fine-tune setting {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        problem = validation_problems(exc)[0]
+        raise BadInputError(f"bad fine-tune setting {problem.where}: {problem.message}") from None
 
 
 def run_finetune(

@@ -18,6 +18,7 @@ import yaml
 
 from realignkit.checkpoints import layer_index
 from realignkit.checkpoints.references import ResolvedModel, resolve_reference
+from realignkit.common import config as common_config
 from realignkit.common.errors import BadInputError
 from realignkit.methods.mergekit_export import pinned_reference
 from realignkit.methods.mergekit_recipe import (
@@ -156,13 +157,7 @@ def plan_mergekit_run(data: dict[str, Any], recipe_path: Path) -> MergekitRun:
 
 
 def read_yaml(path: str | os.PathLike[str]) -> Any:
-    file = Path(path)
-    if not file.is_file():
-        raise BadInputError(f"--config {str(path)!r} is not a file")
-    try:
-        return yaml.safe_load(file.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return common_config.read_yaml(path, missing=f"--config {str(path)!r} is not a file") or {}
 
 
 def run_mergekit_recipe(path: str | os.PathLike[str], out: str | os.PathLike[str],

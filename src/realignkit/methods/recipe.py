@@ -23,12 +23,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from realignkit.checkpoints.references import recipe_model_text
+from realignkit.common.config import read_yaml_mapping, resolve_recipe_path, validation_problems
 from realignkit.common.errors import BadInputError, closest_match
-from realignkit.common.paths import resolve_recipe_path
 
 
 class RecipeModels(BaseModel):
@@ -68,15 +67,14 @@ class Recipe(BaseModel):
 
 
 def _unknown_key_message(exc: ValidationError, path: Path) -> str:
-    error = exc.errors()[0]
-    location = [str(part) for part in error.get("loc", ())]
-    if error.get("type") == "extra_forbidden" and location:
+    problem = validation_problems(exc)[0]
+    if problem.unknown_key:
         owner: type[BaseModel] = Recipe
-        for part in location[:-1]:
+        for part in problem.where.split(".")[:-1]:
             owner = {"models": RecipeModels, "options": RecipeOptions}.get(part, owner)
-        key = location[-1]
-        return f"recipe {str(path)!r}: unknown key {'.'.join(location)!r}{closest_match(key, owner.model_fields)}"
-    return f"recipe {str(path)!r}: {'.'.join(location) or 'recipe'}: {error.get('msg')}"
+        hint = closest_match(problem.key, owner.model_fields)
+        return f"recipe {str(path)!r}: unknown key {problem.where!r}{hint}"
+    return f"recipe {str(path)!r}: {problem.where or 'recipe'}: {problem.message}"
 
 
 def _resolve(value: str | None, root: Path) -> str | None:
@@ -90,14 +88,8 @@ def resolve_model_text(value: str | None, root: Path) -> str | None:
 def load_recipe(path: str | Path) -> Recipe:
     """Parse and validate a recipe; paths come back resolved against the recipe's directory."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"--config {str(path)!r} is not a file")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise BadInputError(f"recipe {str(path)!r} must be a mapping (method, parameters, models, out)")
+    data = read_yaml_mapping(path, missing=f"--config {str(path)!r} is not a file",
+                             not_mapping=f"recipe {str(path)!r} must be a mapping (method, parameters, models, out)")
     try:
         recipe = Recipe(**data)
     except ValidationError as exc:

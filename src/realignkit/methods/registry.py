@@ -87,6 +87,7 @@ from typing import Any, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from realignkit.common.config import validation_problems
 from realignkit.common.errors import BadInputError, closest_match
 from realignkit.common.registry import Registry
 
@@ -148,9 +149,9 @@ class MethodSpec:
         try:
             return self.params(**values)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first.get("loc", ())) or "parameters"
-            raise BadInputError(f"parameter {where!r} of {self.name!r}: {first.get('msg', 'invalid value')}") from None
+            problem = validation_problems(exc)[0]
+            raise BadInputError(f"parameter {problem.where or 'parameters'!r} of {self.name!r}: {problem.message}"
+                                ) from None
 
 
 BUILTIN_METHODS = ("interpolate", "slerp", "task_arithmetic", "ties", "dare", "resta", "safe_lora", "antidote", "somf",

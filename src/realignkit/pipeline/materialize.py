@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from realignkit.pipeline.candidates import Candidate
-from realignkit.pipeline.sweep_config import CALIBRATION_METHODS, SweepConfig
+from realignkit.pipeline.sweep_config import SweepConfig
 
 
 def materialize(candidate: Candidate, config: SweepConfig, dest: Path) -> None:
     """Run `candidate.method` with its params on the sweep's inputs and write a full model dir at `dest`."""
     from realignkit.methods.engine import RepairOptions, run_repair
 
-    calibration = config.calibration.get(CALIBRATION_METHODS.get(candidate.method, candidate.method))
+    calibration = config.calibration.get(candidate.method)
     run_repair(
         candidate.method,
         dict(candidate.params),

@@ -10,14 +10,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from realignkit.checkpoints.lora_merge import local_model
 from realignkit.checkpoints.quantized import check_not_quantized
 from realignkit.checkpoints.references import recipe_model_text
 from realignkit.common import BadInputError, closest_match
-from realignkit.common.paths import resolve_recipe_path
+from realignkit.common.config import read_yaml_mapping, resolve_recipe_path, validation_error_line
 from realignkit.evaluation.vllm_engine import VLLMOptions
 
 # Small default grids, cheapest methods first. Each key maps a parameter to the values swept (their product).
@@ -53,7 +52,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
 }
 
 # Methods that need a calibration file; without one they are skipped (with a note), not failed.
-CALIBRATION_METHODS: dict[str, str] = {"antidote": "antidote", "somf": "somf"}
+CALIBRATION_METHODS = ("antidote", "somf")  # their --calibration file is given per method name
 
 DEFAULT_METHODS: tuple[str, ...] = (
     "interpolate",
@@ -151,18 +150,6 @@ class SweepConfig(BaseModel):
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _one_line_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"]) or "config"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            hint = closest_match(str(error["loc"][-1]), SweepConfig.model_fields)
-            message = f"unknown key{hint}"
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
-
-
 def _check_grid_methods(config: SweepConfig, known_methods: set[str] | None) -> None:
     for method in config.grids:
         if method not in config.methods:
@@ -180,7 +167,7 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
     try:
         config = SweepConfig.model_validate(values)
     except ValidationError as exc:
-        raise BadInputError(f"bad sweep settings: {_one_line_validation_error(exc)}") from None
+        raise BadInputError(f"bad sweep settings: {validation_error_line(exc, known=SweepConfig.model_fields)}") from None
     _check_grid_methods(config, known_methods)
     # Paths still relative here came from flags (a recipe's were resolved by load_recipe): they follow the same
     # rule as recipe paths, with the working directory in place of the recipe's directory. Made absolute, so the
@@ -208,16 +195,10 @@ def build_config(values: dict[str, Any], known_methods: set[str] | None = None) 
 def load_recipe(path: str | Path) -> dict[str, Any]:
     """Read a YAML recipe into a dict (validated later by build_config, so CLI flags can override it)."""
     recipe_path = Path(path)
-    if not recipe_path.is_file():
-        raise BadInputError(f"recipe {str(path)!r} not found")
-    try:
-        data = yaml.safe_load(recipe_path.read_text())
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"recipe {str(path)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if data is None:
+    data = read_yaml_mapping(recipe_path, missing=f"recipe {str(path)!r} not found",
+                             not_mapping=f"recipe {str(path)!r} must be a mapping of settings, got {{type}}")
+    if not data:
         return {}
-    if not isinstance(data, dict):
-        raise BadInputError(f"recipe {str(path)!r} must be a mapping of settings, got {type(data).__name__}")
     if set(data) == {"sweep"}:
         if not isinstance(data["sweep"], dict):
             raise BadInputError(f"recipe {str(path)!r}: 'sweep' must be a mapping of settings, "

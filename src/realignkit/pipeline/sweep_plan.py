@@ -14,7 +14,7 @@ from realignkit.common import BadInputError, path_fingerprint, weights_fingerpri
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate, SkippedCandidate, plan_candidates
 from realignkit.pipeline.evaluate import split_items
-from realignkit.pipeline.sweep_config import CALIBRATION_METHODS, SweepConfig
+from realignkit.pipeline.sweep_config import SweepConfig
 from realignkit.pipeline.sweep_items import load_sweep_items
 
 
@@ -34,7 +34,7 @@ def _usable_methods(config: SweepConfig, notes: list[str]) -> list[str]:
     has_unaligned = config.unaligned is not None or config.base is not None
     for method in config.methods:
         spec = get_method(method)  # BadInputError with a did-you-mean for unknown names
-        if "calibration" in spec.needs and CALIBRATION_METHODS.get(method, method) not in config.calibration:
+        if "calibration" in spec.needs and method not in config.calibration:
             notes.append(f"{method}: skipped, no calibration data given (calibration: {{{method}: FILE}})")
             continue
         if "unaligned" in spec.needs and not has_unaligned:
