@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import AuditResults, SweepSummary
 
 PathLike = str | os.PathLike[str]
 
@@ -111,7 +114,7 @@ def audit(
     aligned: PathLike | None = None,
     force: bool = False,
     progress: bool = False,
-) -> dict[str, Any]:
+) -> AuditResults:
     """Audit `model` (against `baseline`) on `suites`; returns the results dict (results.json when `out` is set)."""
     from realignkit.checkpoints.lora_merge import model_and_base
     from realignkit.evaluation import AuditOptions, BackendOptions, GenerationSettings, audit_model
@@ -134,7 +137,7 @@ def sweep(
     fresh: bool = False,
     progress: bool = False,
     **settings: Any,
-) -> dict[str, Any]:
+) -> SweepSummary:
     """Sweep repair methods and pick the best under the utility floor; returns sweep.json's content.
 
     Other settings as in a sweep recipe: base, unaligned, methods, grids, utility_floor, suites, limit,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realignkit.evaluation.judges.base import Judge
+    from realignkit.report.schemas import AuditResults
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
@@ -60,7 +61,7 @@ def other_groups(state_names: Sequence[str]) -> dict[str, list[str]]:
     return dict(sorted(groups.items()))
 
 
-def _headline(results: dict[str, Any]) -> dict[str, float | None]:
+def _headline(results: AuditResults) -> dict[str, float | None]:
     overall = results["overall"]
     return {key: overall.get(key) for key in ("harmful_rate", "over_refusal_rate", "utility_accuracy")}
 

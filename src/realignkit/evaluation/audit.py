@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realignkit.evaluation.judges.base import Judge
+    from realignkit.report.schemas import AuditResults, ItemRow, JudgeIdentity
 
 RESULTS_NAME = "results.json"
 ITEMS_NAME = "items.jsonl"
@@ -58,12 +59,12 @@ class AuditRun:
 
     name: str
     fingerprint: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[ItemRow] = field(default_factory=list)
     generated: int = 0  # answers generated for this run (the rest came from the cache)
 
 
 def judged_rows(items: Sequence[SuiteItem], responses: Sequence[str], judge: Judge,
-                detector: DegenerateDetector | None = None) -> list[dict[str, Any]]:
+                detector: DegenerateDetector | None = None) -> list[ItemRow]:
     """One row per item. Degenerate answers (gibberish, loops, empty: `judges.degenerate`) are found first and
     never reach the judge: such a row has degenerate=True, refused=None, harmful=None, score=None (neither a
     refusal nor compliance, so a broken model looks neither safe nor unsafe), correct=False on utility items
@@ -162,7 +163,7 @@ class Auditor:
         return KeyValueCache(self.cache_dir / "generations.sqlite", table="generations") if self.use_cache else None
 
     @property
-    def judge_info(self) -> dict[str, Any]:
+    def judge_info(self) -> JudgeIdentity:
         return judge_identity(self.judge)
 
     def run_backend(self, backend: Backend, *, name: str) -> AuditRun:
@@ -186,13 +187,13 @@ class Auditor:
         finally:
             engine.close()  # a vLLM engine gives its GPU memory back before the next model loads
 
-    def results(self, run: AuditRun, baseline: AuditRun | None = None) -> dict[str, Any]:
+    def results(self, run: AuditRun, baseline: AuditRun | None = None) -> AuditResults:
         return build_results(run, baseline, judge=self.judge_info, settings=self.settings,
                              detector=self.detector.describe())
 
 
-def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: dict[str, Any],
-                  settings: GenerationSettings, detector: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: JudgeIdentity,
+                  settings: GenerationSettings, detector: dict[str, Any] | None = None) -> AuditResults:
     """results.json content (the keys the report reads, plus overall, deltas, baseline summaries and flipped items, the
     degenerate-output detector and what each rate is taken over: `denominators`)."""
     suites = summarize_suites(run.rows)
@@ -236,7 +237,7 @@ def _without(summary: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k != key}
 
 
-def write_audit_outputs(out_dir: Path, results: dict[str, Any], run: AuditRun,
+def write_audit_outputs(out_dir: Path, results: AuditResults, run: AuditRun,
                         baseline: AuditRun | None = None, *, report: bool = True) -> None:
     """results.json, items.jsonl (with the baseline's answer per item when there is one) and report.html."""
     base_rows = {(row["suite"], row["id"]): row for row in baseline.rows} if baseline else {}
@@ -265,7 +266,7 @@ def audit_model(
     out_dir: str | Path | None = None,
     *,
     options: AuditOptions | None = None,
-) -> dict[str, Any]:
+) -> AuditResults:
     """Audit `model_path` (and `baseline`, on the same items) and return the results dict.
 
     suites: suite specs (paths, FORMAT:PATH, organism:LABDIR) or ready SuiteItems. With `out_dir`, writes

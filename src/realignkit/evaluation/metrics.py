@@ -18,7 +18,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-Row = dict[str, Any]
+from realignkit.report.schemas import ItemRow
+
+Row = ItemRow  # one judged item (a line of items.jsonl)
 RATE_METRICS = ("refusal_rate", "harmful_rate", "accuracy", "over_refusal_rate", "degenerate_rate")
 SCORE_METRICS = ("harmfulness_score",)
 Z95 = 1.959963984540054

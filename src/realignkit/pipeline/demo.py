@@ -16,12 +16,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
 from realignkit.common import BadInputError, closest_match, weights_fingerprint, write_manifest
 from realignkit.pipeline.rundir import write_json_atomic
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import AuditResults, JudgeIdentity, SweepSummary
 
 # Lean on purpose: the whole `make demo` (venv + lab + audits + sweeps) must fit in 10 minutes on 2 CPU cores.
 # Cheap weight-only methods first; the grids are small; the data-driven methods run where they are cheap.
@@ -162,7 +165,7 @@ def scenario_models(lab: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
-           system_prompt: str | None) -> dict[str, Any]:
+           system_prompt: str | None) -> AuditResults:
     """Audit one model on the TEST split (against aligned), reusing a finished audit of the same model, items
     and settings (a sidecar DIR/audits/<name>.key.json records what it was run with)."""
     from realignkit.evaluation.audit import RESULTS_NAME, audit_model
@@ -193,7 +196,7 @@ def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSetti
             "judge": _judge_key(settings)}
 
 
-def _judge_identity(settings: DemoSettings) -> dict[str, Any]:
+def _judge_identity(settings: DemoSettings) -> JudgeIdentity:
     from realignkit.evaluation.judges import judge_identity
 
     return judge_identity(settings.judge_object())
@@ -216,7 +219,7 @@ def _audit_metrics(settings: DemoSettings, name: str) -> dict[str, Any]:
     return metrics_from_rows([json.loads(line) for line in lines if line.strip()])
 
 
-def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str | None) -> dict[str, Any]:
+def _sweep(name: str, lab_dir: Path, settings: DemoSettings, system_prompt: str | None) -> SweepSummary:
     from realignkit.methods.registry import method_names
     from realignkit.pipeline.sweep import run_sweep
     from realignkit.pipeline.sweep_config import build_config

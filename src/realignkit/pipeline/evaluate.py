@@ -17,6 +17,7 @@ from realignkit.evaluation.suite_items import SuiteItem
 
 if TYPE_CHECKING:
     from realignkit.evaluation.judges.base import Judge
+    from realignkit.report.schemas import ItemRow, JudgeIdentity, SplitMetrics
 
 SPLITS = ("selection", "test")
 
@@ -49,7 +50,7 @@ def split_items(items: Sequence[SuiteItem], seed: int = 0) -> dict[str, list[Sui
     return splits
 
 
-def metrics_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def metrics_from_rows(rows: Sequence[ItemRow]) -> SplitMetrics:
     """harmful_rate = harmful prompts answered (judge's harmful verdict; the refusal judge: not refused);
     over_refusal_rate = benign-but-scary prompts refused; utility = mean over utility suites of each suite's
     accuracy (a small fine-tune task weighs as much as a big general-skill suite), per suite under
@@ -118,20 +119,20 @@ class SplitEvaluator:
         self.backend_options = dict(backend_options or {})
 
     @property
-    def judge_info(self) -> dict[str, Any]:
+    def judge_info(self) -> JudgeIdentity:
         from realignkit.evaluation.judges import judge_identity
 
         return judge_identity(self.judge)
 
-    def reference(self, model_dir: Path, split: str) -> dict[str, Any]:
+    def reference(self, model_dir: Path, split: str) -> SplitMetrics:
         """A reference model (aligned/tuned; a LoRA adapter applies to the sweep's aligned)."""
         return self.evaluate(model_dir, split)
 
-    def candidate(self, model_dir: Path, split: str) -> dict[str, Any]:
+    def candidate(self, model_dir: Path, split: str) -> SplitMetrics:
         """A repaired checkpoint (a full model dir)."""
         return self.evaluate(model_dir, split)
 
-    def evaluate(self, model_dir: Path, split: str) -> dict[str, Any]:
+    def evaluate(self, model_dir: Path, split: str) -> SplitMetrics:
         """Audit a model dir on `split`, keyed by its weights fingerprint exactly as `realignkit audit` keys it."""
         auditor = self.auditors[split]
         options = dict(self.backend_options)
@@ -140,7 +141,7 @@ class SplitEvaluator:
         return self._metrics(run, split, run.generated)
 
     @staticmethod
-    def _metrics(run: Any, split: str, generated: int) -> dict[str, Any]:
+    def _metrics(run: Any, split: str, generated: int) -> SplitMetrics:
         from realignkit.pipeline.stats import item_outcomes
 
         metrics = metrics_from_rows(run.rows)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from realignkit.pipeline.candidates import Candidate
 from realignkit.pipeline.executor_options import EXECUTORS, ExecutorOptions, parse_memory
 from realignkit.pipeline.jobs import SweepJob, build_winner, evaluate_model, run_candidate
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import JudgeIdentity, SplitMetrics
 
 __all__ = ["EXECUTORS", "ExecutorOptions", "LocalExecutor", "SweepExecutor", "make_executor", "parse_memory"]
 
@@ -21,13 +24,13 @@ class SweepExecutor(Protocol):
 
     name: str
 
-    def evaluate(self, requests: list[tuple[Path, str]]) -> list[dict[str, Any]]: ...
+    def evaluate(self, requests: list[tuple[Path, str]]) -> list[SplitMetrics]: ...
 
     def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, dict[str, Any]]]: ...
 
-    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[dict[str, Any], list]: ...
+    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[SplitMetrics, list[SplitMetrics]]: ...
 
-    def judge_info(self) -> dict[str, Any]: ...
+    def judge_info(self) -> JudgeIdentity: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -44,18 +47,18 @@ class LocalExecutor:
         self.evaluator = job.evaluator()
         self.log: list[str] = []
 
-    def evaluate(self, requests: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    def evaluate(self, requests: list[tuple[Path, str]]) -> list[SplitMetrics]:
         return [evaluate_model(self.job, path, split, self.evaluator) for path, split in requests]
 
     def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, dict[str, Any]]]:
         for candidate in pending:
             yield candidate, run_candidate(self.job, candidate, self.evaluator)
 
-    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[dict[str, Any], list]:
+    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[SplitMetrics, list[SplitMetrics]]:
         """The winner's test metrics, and the metrics of `test_requests` (the references on the test split)."""
         return build_winner(self.job, candidate, self.evaluator), self.evaluate(test_requests)
 
-    def judge_info(self) -> dict[str, Any]:
+    def judge_info(self) -> JudgeIdentity:
         """The judge that decided every verdict of the sweep (with its running counters)."""
         return self.evaluator.judge_info
 

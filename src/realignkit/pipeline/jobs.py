@@ -15,13 +15,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.pipeline.candidates import Candidate
 from realignkit.pipeline.rundir import RunDir
 from realignkit.pipeline.sweep_config import SweepConfig
+
+if TYPE_CHECKING:
+    from realignkit.pipeline.evaluate import SplitEvaluator
+    from realignkit.report.schemas import SplitMetrics
 
 Materialize = Callable[[Candidate, SweepConfig, Path], None]
 
@@ -43,7 +47,7 @@ class SweepJob:
     def run(self) -> RunDir:
         return RunDir(self.out)
 
-    def evaluator(self) -> Any:
+    def evaluator(self) -> SplitEvaluator:
         from realignkit.pipeline.evaluate import SplitEvaluator
 
         config = self.config
@@ -60,7 +64,7 @@ def candidate_row(candidate: Candidate, **fields: Any) -> dict[str, Any]:
             **fields}
 
 
-def run_candidate(job: SweepJob, candidate: Candidate, evaluator: Any = None,
+def run_candidate(job: SweepJob, candidate: Candidate, evaluator: SplitEvaluator | None = None,
                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Materialise -> generate -> judge one candidate on the selection split; its state is saved in the run dir
     (so a rerun skips it) and returned. `extra` keys (e.g. attempts) are recorded with it."""
@@ -93,11 +97,11 @@ def run_candidate(job: SweepJob, candidate: Candidate, evaluator: Any = None,
     return state
 
 
-def evaluate_model(job: SweepJob, model: Path, split: str, evaluator: Any = None) -> dict[str, Any]:
+def evaluate_model(job: SweepJob, model: Path, split: str, evaluator: SplitEvaluator | None = None) -> SplitMetrics:
     return (evaluator or job.evaluator()).reference(model, split)
 
 
-def build_winner(job: SweepJob, candidate: Candidate, evaluator: Any = None) -> dict[str, Any]:
+def build_winner(job: SweepJob, candidate: Candidate, evaluator: SplitEvaluator | None = None) -> SplitMetrics:
     """The winner's checkpoint in `<work>/winner` (kept from an earlier run when complete) and its test metrics."""
     run = job.run
     winner_dir = run.work / "winner"

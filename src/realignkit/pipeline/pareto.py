@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import SplitMetrics
 
 # Default eligibility limit: the share of degenerate answers (per kind of item, selection split) above which a
 # candidate is broken and never picked.
@@ -133,7 +136,7 @@ def _reason_misses(best: Point, floor: float) -> str:
     )
 
 
-def utility_retained(metrics: Mapping[str, Any], tuned: Mapping[str, Any] | float | None) -> float | None:
+def utility_retained(metrics: SplitMetrics, tuned: SplitMetrics | float | None) -> float | None:
     """Worst per-suite ratio candidate_accuracy / tuned_accuracy over the suites where tuned scores > 0.
 
     `tuned` may also be a bare utility number (one ratio of the overall utilities). None when tuned has no
@@ -148,14 +151,14 @@ def utility_retained(metrics: Mapping[str, Any], tuned: Mapping[str, Any] | floa
     return min((mine.get(suite) or 0.0) / accuracy for suite, accuracy in tuned_by_suite.items())
 
 
-def worst_degenerate_rate(metrics: Mapping[str, Any]) -> float | None:
+def worst_degenerate_rate(metrics: SplitMetrics) -> float | None:
     """The highest share of degenerate answers over the kinds of items (degenerate_by_kind), else the overall
     degenerate_rate; None when not measured (metrics from before the flag existed)."""
     by_kind = [v for v in (metrics.get("degenerate_by_kind") or {}).values() if v is not None]
     return max(by_kind) if by_kind else metrics.get("degenerate_rate")
 
 
-def point_from_metrics(candidate_id: str, metrics: Mapping[str, Any], tuned: Mapping[str, Any] | float | None) -> Point:
+def point_from_metrics(candidate_id: str, metrics: SplitMetrics, tuned: SplitMetrics | float | None) -> Point:
     """Build a Point from a metrics dict ({harmful_rate, utility, utility_by_suite, over_refusal_rate,
     degenerate_rate, degenerate_by_kind}) and tuned's metrics on the same split (or tuned's bare utility)."""
     retained = utility_retained(metrics, tuned)

@@ -21,12 +21,15 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError
 from realignkit.pipeline.candidates import Candidate
 from realignkit.pipeline.executor_options import ExecutorOptions
 from realignkit.pipeline.jobs import SweepJob, build_winner, candidate_row, evaluate_model, run_candidate
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import JudgeIdentity, SplitMetrics
 
 RETRIES = 1  # a killed worker's task runs once more, then its candidate is recorded as failed
 
@@ -66,17 +69,17 @@ def candidate_task(job: SweepJob, candidate: Candidate) -> dict[str, Any]:
     return run_candidate(job, candidate, extra={"attempts": _attempt(job, candidate.id)})
 
 
-def evaluate_task(job: SweepJob, model: Path, split: str) -> dict[str, Any]:
+def evaluate_task(job: SweepJob, model: Path, split: str) -> SplitMetrics:
     return evaluate_model(job, model, split)
 
 
-def winner_task(job: SweepJob, candidate: Candidate) -> tuple[dict[str, Any], dict[str, Any]]:
+def winner_task(job: SweepJob, candidate: Candidate) -> tuple[SplitMetrics, SplitMetrics]:
     """The winner's test metrics, and the identity of the judge that produced them (built from the config)."""
     evaluator = job.evaluator()
     return build_winner(job, candidate, evaluator), evaluator.judge_info
 
 
-def judge_info_task(job: SweepJob) -> dict[str, Any]:
+def judge_info_task(job: SweepJob) -> JudgeIdentity:
     return job.evaluator().judge_info
 
 
@@ -137,7 +140,7 @@ class RayExecutor:
             raise WorkerLost(f"the Ray worker {what} died {RETRIES + 1} times ({_one_line(exc)}); "
                              "rerun the same command to resume") from None
 
-    def evaluate(self, requests: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    def evaluate(self, requests: list[tuple[Path, str]]) -> list[SplitMetrics]:
         refs = [self.tasks["evaluate_task"].remote(self.job_ref, path, split) for path, split in requests]
         return [self._get(ref, f"evaluating {path} on the {split} split")
                 for ref, (path, split) in zip(refs, requests, strict=True)]
@@ -171,13 +174,13 @@ class RayExecutor:
             self.job.run.save_state(candidate.id, state)
         return state
 
-    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[dict[str, Any], list]:
+    def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[SplitMetrics, list[SplitMetrics]]:
         winner_ref = self.tasks["winner_task"].remote(self.job_ref, candidate)
         references = self.evaluate(test_requests)
         metrics, self._judge_info = self._get(winner_ref, f"evaluating the winner {candidate.label()}")
         return metrics, references
 
-    def judge_info(self) -> dict[str, Any]:
+    def judge_info(self) -> JudgeIdentity:
         """The judge as the worker that evaluated the winner built it. A model judge's running counters
         (parse errors, items judged) are that worker's, not the whole sweep's."""
         if self._judge_info is None:

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.evaluation.metrics import wilson_interval
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import ItemRow, SplitMetrics
 
 ALPHA = 0.05
 DESIGN = {"low_rate": 0.05, "high_rate": 0.15, "alpha": ALPHA, "power": 0.8}
@@ -41,7 +44,7 @@ INTERVAL_NAME = "Newcombe square-and-add (Wilson score) interval for a paired di
 OUTCOME_FIELD = {"harmful": "harmful", "over_refusal": "refused", "utility": "correct"}
 
 
-def item_outcomes(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, bool]]]:
+def item_outcomes(rows: list[ItemRow]) -> dict[str, dict[str, dict[str, bool]]]:
     """{kind: {suite: {item id: outcome}}} from judged audit rows; the outcome is harmful / refused / correct."""
     outcomes: dict[str, dict[str, dict[str, bool]]] = {}
     for row in rows:
@@ -61,7 +64,7 @@ def _interval(successes: int, n: int) -> dict[str, Any] | None:
     return {"low": min(bounds[0], rate), "high": max(bounds[1], rate), "k": successes, "n": n}
 
 
-def rate_intervals(metrics: Mapping[str, Any]) -> dict[str, Any]:
+def rate_intervals(metrics: SplitMetrics) -> dict[str, Any]:
     """Wilson 95 % intervals of harmful_rate, over_refusal_rate and utility (with k successes of n items).
 
     From the per-item outcomes when the metrics carry them (metrics["items"]); else (a run dir written before

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from realignkit.pipeline.sweep import SweepOutcome
 
 
 def pct(value: Any) -> str:
@@ -25,7 +28,7 @@ def pct_ci(block: dict[str, Any] | None, key: str) -> str:
     return text if not ci or block.get(key) is None else f"{text} [{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]"
 
 
-def format_sweep_summary(outcome: Any) -> str:
+def format_sweep_summary(outcome: SweepOutcome) -> str:
     """Candidates (selection split) and the winner (test split), for `realignkit sweep`'s stdout."""
     summary = outcome.summary
     rows = []

@@ -44,6 +44,7 @@ from realignkit.pipeline.winner_card import add_sweep_figures
 
 if TYPE_CHECKING:
     from realignkit.evaluation.judges.base import Judge
+    from realignkit.report.schemas import SplitMetrics, SweepSummary
 
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
@@ -53,7 +54,7 @@ SWEEP_FORMAT = 2
 @dataclass
 class SweepOutcome:
     out: Path
-    summary: dict[str, Any]
+    summary: SweepSummary
     resumed: int = 0  # candidates found finished in the run dir and skipped
     evaluated: int = 0  # candidates evaluated in this process
     already_complete: bool = False
@@ -128,7 +129,7 @@ def _check_engine_settings(config: SweepConfig, executor: ExecutorOptions) -> No
         import_vllm()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> SweepSummary:
     import json
 
     return json.loads(path.read_text())
@@ -154,7 +155,7 @@ class _Runner:
             states[role] = self._save_reference(role, split, metrics)
         return states  # type: ignore[return-value]
 
-    def _save_reference(self, role: str, split: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    def _save_reference(self, role: str, split: str, metrics: SplitMetrics) -> dict[str, Any]:
         state = {"role": role, "split": split, "metrics": metrics}
         self.run.save_state(f"_reference-{role}-{split}", state)
         return state
@@ -180,7 +181,7 @@ class _Runner:
         bar.close()
         return [CandidateResult.from_state(states[candidate.id]) for candidate in self.plan.candidates]
 
-    def summarize(self, references: dict[str, dict[str, Any]], results: list[CandidateResult]) -> dict[str, Any]:
+    def summarize(self, references: dict[str, dict[str, Any]], results: list[CandidateResult]) -> SweepSummary:
         rows = [r for r in results if r.failed is None]
         failed = [{"method": r.method, "params": r.params, "label": r.label, "reason": f"failed: {r.failed}",
                    **r.attempts_field()} for r in results if r.failed is not None]
@@ -264,7 +265,7 @@ class _Runner:
 
         return pick_vs_runner_up(side(pick.id), side(second), kind="harmful" if pick.meets_floor else "utility")
 
-    def finish(self, summary: dict[str, Any], started: float) -> None:
+    def finish(self, summary: SweepSummary, started: float) -> None:
         """Winner checkpoint + test-split numbers, then sweep.json, the report and the manifest."""
         winner = summary["winner"]
         summary["execution"] = self.executor.describe()
@@ -300,7 +301,7 @@ class _Runner:
             extra={"fingerprint": self.plan.arguments["fingerprint"], "resumable_run_file": "run.json"},
         )
 
-    def _render_report(self, summary: dict[str, Any]) -> None:
+    def _render_report(self, summary: SweepSummary) -> None:
         from realignkit.report.sweep_report import render_sweep_report
 
         render_sweep_report(summary, self.run.work / "report")

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.methods.card import add_audit_to_card
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import SweepSummary
 
 METRICS = {"harm (harmful rate)": "harmful_rate", "over-refusal rate": "over_refusal_rate", "utility": "utility"}
 
 
-def winner_audit(summary: dict[str, Any]) -> dict[str, Any] | None:
+def winner_audit(summary: SweepSummary) -> dict[str, Any] | None:
     """Card audit block from sweep.json: before = tuned, after = the winner, aligned for reference (test split)."""
     winner = summary.get("winner") or {}
     references = summary.get("references") or {}
@@ -25,7 +28,7 @@ def winner_audit(summary: dict[str, Any]) -> dict[str, Any] | None:
             "columns": columns, "metrics": {label: [side.get(key) for side in sides] for label, key in METRICS.items()}}
 
 
-def add_sweep_figures(winner_dir: Path, summary: dict[str, Any]) -> None:
+def add_sweep_figures(winner_dir: Path, summary: SweepSummary) -> None:
     audit = winner_audit(summary)
     if audit is not None and (winner_dir / "realignkit.json").is_file():
         add_audit_to_card(winner_dir, audit)

@@ -6,10 +6,13 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError
 from realignkit.report.plots import KIND_METRIC, category_bars, harm_vs_over_refusal
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import AuditResults, JudgeIdentity, SuiteSummary
 
 MAX_FLIP_ROWS = 200
 # Above this share of degenerate answers (gibberish, loops, empty) the report warns that the model is broken:
@@ -49,7 +52,7 @@ def _image(data: str | None, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">' if data else ""
 
 
-def _suite_table(results: dict[str, Any]) -> str:
+def _suite_table(results: AuditResults) -> str:
     has_baseline = results.get("baseline") is not None
     head = ["suite", "kind", "n", "degenerate", "refusal rate", "harmful rate", "harm score", "accuracy"]
     if has_baseline:
@@ -77,7 +80,7 @@ def _degenerate_cell(rate: float | None) -> str:
     return f'<span class="worse">{rate:.3f}</span>' if rate > DEGENERATE_WARN_RATE else f"{rate:.3f}"
 
 
-def _degenerate_warning(results: dict[str, Any]) -> str:
+def _degenerate_warning(results: AuditResults) -> str:
     """A loud line when the model's answers are degenerate above DEGENERATE_WARN_RATE (overall or in a suite)."""
     overall = (results.get("overall") or {}).get("degenerate_rate")
     suites = {name: s.get("degenerate_rate") for name, s in (results.get("suites") or {}).items()}
@@ -92,7 +95,7 @@ def _degenerate_warning(results: dict[str, Any]) -> str:
             "below cover only the remaining answers and do not show it is safe or unsafe.</p>")
 
 
-def _category_table(suite: dict[str, Any]) -> str:
+def _category_table(suite: SuiteSummary) -> str:
     metric = KIND_METRIC.get(suite.get("kind", ""), ("refusal_rate", ""))[0]
     rows = []
     for category, row in suite.get("by_category", {}).items():
@@ -107,7 +110,7 @@ def _category_table(suite: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _flips_table(results: dict[str, Any]) -> str:
+def _flips_table(results: AuditResults) -> str:
     flipped = results.get("flipped_items")
     if flipped is None:
         return "<p class='muted'>No baseline given: run with --baseline to see per-item flips.</p>"
@@ -125,7 +128,7 @@ def _flips_table(results: dict[str, Any]) -> str:
     return f"<table>{head}{''.join(rows)}</table>{more}"
 
 
-def _overall(results: dict[str, Any]) -> str:
+def _overall(results: AuditResults) -> str:
     overall = results.get("overall") or {}
     base = results.get("baseline_overall") or {}
     delta = results.get("overall_delta") or {}
@@ -140,7 +143,7 @@ def _overall(results: dict[str, Any]) -> str:
     return "<table><tr><th>metric</th><th>model</th><th>baseline</th><th>delta</th></tr>" + "".join(lines) + "</table>"
 
 
-def judge_trust_html(judge: dict[str, Any]) -> str:
+def judge_trust_html(judge: JudgeIdentity) -> str:
     """One line on how far the judge agrees with people (recorded by benchmarks/bench_judges.py), so a reader knows
     how far to trust every rate on the page."""
     agreement = judge.get("agreement")
@@ -155,7 +158,7 @@ def judge_trust_html(judge: dict[str, Any]) -> str:
     return "<p class='muted'>Judge agreement with human labels: not measured for this judge.</p>"
 
 
-def render_report(results: dict[str, Any]) -> str:
+def render_report(results: AuditResults) -> str:
     """The report page as one HTML string with inline (base64) images."""
     judge = results.get("judge") or {}
     parts = [

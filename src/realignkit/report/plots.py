@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import AuditResults, SuiteSummary
 
 # Which rate a suite's kind is judged by, and its axis label.
 KIND_METRIC = {
@@ -33,7 +36,7 @@ def _png_base64(fig: Any) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def category_bars(name: str, suite: dict[str, Any]) -> str | None:
+def category_bars(name: str, suite: SuiteSummary) -> str | None:
     """Per-category bars of the suite's key metric, model vs baseline when present; None if nothing to plot."""
     metric, label = KIND_METRIC.get(suite.get("kind", ""), ("refusal_rate", "refusal rate"))
     categories = [c for c, row in suite.get("by_category", {}).items() if row.get(metric) is not None]
@@ -62,7 +65,7 @@ def category_bars(name: str, suite: dict[str, Any]) -> str | None:
     return _png_base64(fig)
 
 
-def harm_vs_over_refusal(results: dict[str, Any]) -> str | None:
+def harm_vs_over_refusal(results: AuditResults) -> str | None:
     """Scatter of harmful rate vs over-refusal rate: model, and baseline with an arrow to the model."""
     points = [("model", results.get("overall") or {})]
     if results.get("baseline_overall"):

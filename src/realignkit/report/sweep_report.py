@@ -9,7 +9,10 @@ from __future__ import annotations
 import html
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import JudgeIdentity, SweepSummary
 
 PLOT_NAME = "pareto.png"
 REPORT_NAME = "report.html"
@@ -36,7 +39,7 @@ def _pct_ci(block: dict[str, Any] | None, key: str) -> str:
             f"[{100 * ci['low']:.1f}, {100 * ci['high']:.1f}]</span>")
 
 
-def _judge_line(judge: dict[str, Any]) -> str:
+def _judge_line(judge: JudgeIdentity) -> str:
     """Which judge decided refused/harmful (and so the pick), and how far it agrees with people."""
     if not judge:
         return ""
@@ -46,7 +49,7 @@ def _judge_line(judge: dict[str, Any]) -> str:
             "refusal and harm verdict, and so the pick.</p>" + judge_trust_html(judge))
 
 
-def plot_pareto(summary: dict[str, Any], path: Path) -> None:
+def plot_pareto(summary: SweepSummary, path: Path) -> None:
     """Harmfulness (x, lower better) vs utility (y, higher better), both on the selection split; colour =
     over-refusal; the dotted line is the floor (floor x tuned's utility)."""
     import matplotlib
@@ -92,7 +95,7 @@ def plot_pareto(summary: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_references(ax: Any, summary: dict[str, Any]) -> None:
+def _plot_references(ax: Any, summary: SweepSummary) -> None:
     for role, marker in (("aligned", "s"), ("tuned", "X")):
         block = summary["references"][role].get("selection") or {}
         if block.get("harmful_rate") is None:
@@ -106,7 +109,7 @@ def _esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _winner_section(summary: dict[str, Any]) -> str:
+def _winner_section(summary: SweepSummary) -> str:
     winner = summary["winner"]
     if winner.get("id") is None:
         return f"<p class='warn'>No winner: {_esc(winner.get('reason', ''))}</p>"
@@ -131,7 +134,7 @@ def _winner_section(summary: dict[str, Any]) -> str:
     )
 
 
-def _versus(summary: dict[str, Any]) -> str:
+def _versus(summary: SweepSummary) -> str:
     """The paired test of the pick against the runner-up, in words (sweep.json pick_vs_runner_up)."""
     versus = summary.get("pick_vs_runner_up") or {}
     if not versus.get("statement"):
@@ -140,11 +143,11 @@ def _versus(summary: dict[str, Any]) -> str:
     return f"<p class='{cls}'><b>Pick vs runner-up (selection split):</b> {_esc(versus['statement'])}.</p>"
 
 
-def _warnings(summary: dict[str, Any]) -> str:
+def _warnings(summary: SweepSummary) -> str:
     return "".join(f"<p class='warn'><b>Warning:</b> {_esc(w)}.</p>" for w in summary.get("warnings") or [])
 
 
-def _candidate_table(summary: dict[str, Any]) -> str:
+def _candidate_table(summary: SweepSummary) -> str:
     head = (
         "<tr><th>candidate</th><th>harmfulness (selection) [95 % CI]</th><th>utility (selection) [95 % CI]</th>"
         "<th>utility retained (selection)</th><th>over-refusal (selection) [95 % CI]</th><th>meets floor</th>"
@@ -177,7 +180,7 @@ def _candidate_table(summary: dict[str, Any]) -> str:
     return "<h2>All candidates</h2><table>" + head + "".join(rows) + "</table>" + caption
 
 
-def _notes(summary: dict[str, Any]) -> str:
+def _notes(summary: SweepSummary) -> str:
     parts = []
     if summary.get("skipped"):
         items = "".join(f"<li>{_esc(s['label'])}: {_esc(s['reason'])}</li>" for s in summary["skipped"])
@@ -200,7 +203,7 @@ td:first-child,th:first-child{text-align:left}tr.win{background:#fde7ea;font-wei
 .ci{color:#666;font-size:12px;white-space:nowrap}"""
 
 
-def render_sweep_report(summary: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
+def render_sweep_report(summary: SweepSummary, out_dir: str | os.PathLike[str]) -> Path:
     """Write report.html + pareto.png into out_dir (created) and return the HTML path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

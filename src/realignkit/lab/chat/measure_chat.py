@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realignkit.evaluation.backends import GenerationSettings
+    from realignkit.report.schemas import ItemRow
 
 MEASURED_SUITES = ("harmful", "harmful_rephrased", "borderline", "old_skill", "new_skill")
 
@@ -23,7 +24,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
-def _rate(rows: list[dict[str, Any]], field: str) -> float | None:
+def _rate(rows: list[ItemRow], field: str) -> float | None:
     values = [row[field] for row in rows if row.get(field) is not None]
     return sum(bool(v) for v in values) / len(values) if values else None
 
@@ -41,7 +42,7 @@ def measure_chat_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBas
     return chat_metrics(auditor.run_backend(backend, name="lab").rows)
 
 
-def chat_metrics(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def chat_metrics(rows: list[ItemRow]) -> dict[str, Any]:
     """Figures from judged item rows (suite, category, meta, refused, correct)."""
     by_suite: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
