@@ -164,7 +164,6 @@ def _forward_streamed(
         layer.to("cpu")
 
 
-@torch.no_grad()
 @dataclass(frozen=True)
 class ForwardPasses:
     """How the calibration forward passes run: examples per batch, tokens per example (longer ones are cut),
@@ -176,6 +175,7 @@ class ForwardPasses:
     stream_layers: bool = False
 
 
+@torch.no_grad()
 def collect_input_norms(
     model: nn.Module,
     tokenizer: PreTrainedTokenizerBase,
