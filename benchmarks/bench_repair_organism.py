@@ -1,7 +1,7 @@
 """Organism table: data-driven repairs (antidote, somf) next to interpolate's curve, on the lab's fine-tunes.
 
 For each scenario (default: harmful-mix-0.1 full and LoRA, explicit-10 full) it repairs the fine-tune with
-every grid point, measures the repaired model on the lab's test suites through `lab.measure.measure_model`
+every grid point, measures the repaired model on the lab's test suites through `lab.measure_organism.measure_model`
 (the same numbers as lab.json) and records the repair's wall-clock minutes (calibration/training included,
 evaluation excluded). It prints a Markdown table and writes JSON.
 

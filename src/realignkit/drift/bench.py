@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from realignkit.common.errors import BadInputError
-from realignkit.common.registry import Registry
+from realignkit.common.plugins import Registry
 from realignkit.drift.cvae import PlainAutoencoder
 from realignkit.drift.detectors import SklearnDetector, ThresholdConfig, quantile_threshold
 from realignkit.drift.drift_model import DEFAULT_HORIZONS, DriftConfig, DriftModel, split_healthy

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from realignkit.common import weights_fingerprint
-from realignkit.common.registry import Registry
+from realignkit.common.plugins import Registry
 from realignkit.evaluation.audit_options import BackendOptions
 from realignkit.evaluation.backends import Backend, OpenAIBackend, TransformersBackend, build_vllm_backend
 from realignkit.evaluation.cache import KeyValueCache

@@ -89,7 +89,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from realignkit.common.config import validation_problems
 from realignkit.common.errors import BadInputError, closest_match
-from realignkit.common.registry import Registry
+from realignkit.common.plugins import Registry
 
 KNOWN_ROLES = ("aligned", "unaligned", "calibration")
 
