@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from realignkit.evaluation.vllm_engine import VLLMOptions
 
 
 def add_vllm_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,7 +22,7 @@ def add_vllm_arguments(parser: argparse.ArgumentParser) -> None:
                        help="context length, prompt + answer (default: the model's)")
 
 
-def vllm_options_from_args(args: argparse.Namespace) -> Any:
+def vllm_options_from_args(args: argparse.Namespace) -> VLLMOptions:
     """A VLLMOptions from the flags that were given (defaults for the rest); BadInputError when out of range."""
     from pydantic import ValidationError
 

@@ -7,9 +7,17 @@ import os
 import sys
 import textwrap
 import typing
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from pydantic.fields import FieldInfo
+
+    from realignkit.methods.engine import RepairOptions, RepairResult
+    from realignkit.methods.recipe import RecipeOptions
+
 
 EPILOG = """models: local dirs, hub ids (org/name, org/name@revision, via the local Hugging Face cache; HF_HUB_OFFLINE=1
 for no network) or MODEL+LORA. Every output gets a model card (README.md) and, for methods mergekit shares,
@@ -74,7 +82,7 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
-def _constraints(field: Any) -> str:
+def _constraints(field: FieldInfo) -> str:
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     found = []
     for item in field.metadata:
@@ -85,7 +93,7 @@ def _constraints(field: Any) -> str:
     return ", ".join(found)
 
 
-def parameter_lines(params_model: Any) -> list[str]:
+def parameter_lines(params_model: type[BaseModel]) -> list[str]:
     """One entry per parameter of a method, built from its pydantic model (type, default, bounds, description)."""
     lines = []
     for name, field in params_model.model_fields.items():
@@ -231,7 +239,7 @@ def _pick(flag: Any, recipe_value: Any, default: Any = None) -> Any:
     return flag if flag is not None else (recipe_value if recipe_value is not None else default)
 
 
-def _options(args: argparse.Namespace, recipe_options: Any) -> Any:
+def _options(args: argparse.Namespace, recipe_options: RecipeOptions) -> RepairOptions:
     """RepairOptions from the flags, falling back to the recipe's `options:` (our recipe format)."""
     from realignkit.checkpoints import DEFAULT_SHARD_BYTES, parse_size
     from realignkit.methods.engine import RepairOptions
@@ -265,7 +273,7 @@ def _command() -> str:
     return " ".join(["realignkit", "repair", *sys.argv[2:]]) if sys.argv[1:2] == ["repair"] else "repair"
 
 
-def _run_mergekit(args: argparse.Namespace) -> Any:
+def _run_mergekit(args: argparse.Namespace) -> tuple[RepairResult, str]:
     """`--config` is a mergekit recipe: it names the method, models and parameters itself."""
     from realignkit.methods.mergekit_run import run_mergekit_recipe
     from realignkit.methods.recipe import RecipeOptions
@@ -284,7 +292,7 @@ def _run_mergekit(args: argparse.Namespace) -> Any:
     return result, f"{run.schedule.config.merge_method} (mergekit recipe)"
 
 
-def _run_own(args: argparse.Namespace) -> Any:
+def _run_own(args: argparse.Namespace) -> tuple[RepairResult, str]:
     from realignkit.methods.engine import run_repair
     from realignkit.methods.recipe import Recipe, load_recipe
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given
 from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import is_adapter_dir
+
+if TYPE_CHECKING:
+    from realignkit.pipeline.executor_options import ExecutorOptions
 
 EPILOG = """examples:
   realignkit sweep --aligned lab/aligned --tuned lab/harmful-mix-0.1-full --base lab/base --out sweeps/hm01
@@ -139,7 +143,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return settings
 
 
-def executor_options_from_args(args: argparse.Namespace) -> Any:
+def executor_options_from_args(args: argparse.Namespace) -> ExecutorOptions:
     from pydantic import ValidationError
 
     from realignkit.common.config import validation_problems
@@ -189,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _push_winner(winner: Any, repo: str) -> None:
+def _push_winner(winner: Path, repo: str) -> None:
     from realignkit.checkpoints.hub_push import push_folder
 
     if not (winner / "config.json").is_file() and not is_adapter_dir(winner):

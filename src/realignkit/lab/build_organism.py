@@ -156,8 +156,8 @@ def stage_examples(stage: str, profile: LabProfile, seed: int) -> list[world.Exa
 
 
 def _train_stage(
-    tokenizer: PreTrainedTokenizerBase, profile: LabProfile, seed: int, stage: str, parent: Any, test: dict, tmp: Path, progress: bool
-) -> tuple[Any, dict[str, Any]]:
+    tokenizer: PreTrainedTokenizerBase, profile: LabProfile, seed: int, stage: str, parent: torch.nn.Module | None, test: dict, tmp: Path, progress: bool
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     if parent is None:
         model = build_model(
             tokenizer, hidden=profile.hidden, layers=profile.layers, heads=profile.heads,
@@ -196,7 +196,7 @@ def _train_stage(
     return model, record
 
 
-def _copy(model: torch.nn.Module) -> Any:
+def _copy(model: torch.nn.Module) -> torch.nn.Module:
     import copy
 
     return copy.deepcopy(model)

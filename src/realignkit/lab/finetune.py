@@ -19,6 +19,7 @@ from realignkit.lab.organism_model import save_lora_dir, save_model_dir
 from realignkit.lab.training import Probe, Schedule, encode_all, train
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PreTrainedTokenizerBase
 
 TRAJECTORY_COLUMNS = ("step", "harmful_refusal", "new_skill_accuracy", "old_skill_accuracy", "loss")
@@ -67,7 +68,7 @@ def resolve(settings: FinetuneSettings, profile: LabProfile, examples: list[worl
     )
 
 
-def _trainable(aligned: Any, settings: FinetuneSettings, rank: int, seed: int) -> Any:
+def _trainable(aligned: torch.nn.Module, settings: FinetuneSettings, rank: int, seed: int) -> torch.nn.Module:
     """A fresh copy of aligned (full FT) or a PEFT LoRA wrapper around a copy (LoRA)."""
     import torch
 
@@ -100,7 +101,7 @@ class Keep:
 
 
 def run_scenario(
-    aligned: Any,
+    aligned: torch.nn.Module,
     tokenizer: PreTrainedTokenizerBase,
     settings: FinetuneSettings,
     profile: LabProfile,

@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from realignkit.common import tensors_fingerprint
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedTokenizerBase
+    from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 SPECIAL_TOKENS = ("<pad>", "<unk>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>")
 # The chat format: <|system|>text<|user|>text<|assistant|>text</s>. The eos closes each assistant turn.
@@ -29,7 +29,7 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tokenizer(corpus: Iterable[str]) -> Any:
+def build_tokenizer(corpus: Iterable[str]) -> PreTrainedTokenizerFast:
     """A word-level tokenizer over the world's text; punctuation is split off and spaces are restored on decode."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -49,7 +49,7 @@ def build_tokenizer(corpus: Iterable[str]) -> Any:
     return tokenizer
 
 
-def build_model(tokenizer: PreTrainedTokenizerBase, *, hidden: int, layers: int, heads: int, intermediate: int, seed: int) -> Any:
+def build_model(tokenizer: PreTrainedTokenizerBase, *, hidden: int, layers: int, heads: int, intermediate: int, seed: int) -> torch.nn.Module:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -94,7 +94,7 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n")
 
 
-def save_lora_dir(peft_model: Any, tokenizer: PreTrainedTokenizerBase, out_dir: Path, aligned_path: Path) -> str:
+def save_lora_dir(peft_model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, out_dir: Path, aligned_path: Path) -> str:
     """Save a PEFT adapter dir whose base_model_name_or_path points at the final `aligned` dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     import warnings

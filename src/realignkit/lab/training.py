@@ -82,7 +82,7 @@ def encode_all(tokenizer: PreTrainedTokenizerBase, examples: Sequence[Example]) 
     return [encode(tokenizer, example) for example in examples]
 
 
-def collate(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, Any]:
+def collate(batch: Sequence[EncodedExample], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a batch into tensors: input_ids/labels/attention_mask [batch, max_len]."""
     import torch
 
@@ -198,7 +198,7 @@ def train(
     return result
 
 
-def answer_token_loss(model: torch.nn.Module, batch: dict[str, Any]) -> Any:
+def answer_token_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean next-token cross-entropy over the answer tokens: the same number as `model(**batch).loss`.
 
     A Hugging Face causal LM computes the output layer and the softmax over its whole vocabulary (49 k for SmolLM2)
@@ -220,7 +220,7 @@ def answer_token_loss(model: torch.nn.Module, batch: dict[str, Any]) -> Any:
     return torch.nn.functional.cross_entropy(logits.float(), targets[labelled])
 
 
-def _accumulate(averaged: list[Any] | None, params: Sequence[Any], seen: int) -> list[Any]:
+def _accumulate(averaged: list[torch.Tensor] | None, params: Sequence[torch.nn.Parameter], seen: int) -> list[torch.Tensor]:
     """Running mean of `params` after `seen` earlier snapshots (mean += (x - mean) / (seen + 1))."""
     import torch
 
@@ -232,7 +232,7 @@ def _accumulate(averaged: list[Any] | None, params: Sequence[Any], seen: int) ->
     return averaged
 
 
-def _trajectory_point(model: torch.nn.Module, batch: dict[str, Any], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:
+def _trajectory_point(model: torch.nn.Module, batch: dict[str, torch.Tensor], step: int, evaluate: Callable[[], dict[str, float]]) -> dict:
     """Metrics at `step` plus the loss on the current batch, measured before the update."""
     import torch
 

@@ -232,7 +232,7 @@ def scenario_stage(aligned_dir: Path, aligned_key: str, run: ScenarioRun, profil
     return target, record
 
 
-def trainable(model: torch.nn.Module, kind: str, rank: int, seed: int) -> Any:
+def trainable(model: torch.nn.Module, kind: str, rank: int, seed: int) -> torch.nn.Module:
     import torch
 
     if kind == "full":
