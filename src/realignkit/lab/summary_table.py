@@ -16,7 +16,7 @@ COLUMNS = (
 HEADERS = ("model", "refusal", "ref.heldout", "border.ans", "old acc", "new acc", "train s")
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -72,7 +72,7 @@ class CandidateResult:
         return {} if self.attempts is None else {"attempts": self.attempts}
 
 
-def _short(value: Any) -> str:
+def _short(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
@@ -88,7 +88,7 @@ def expand_grid(method: str, grid: dict[str, list[Any]]) -> list[Candidate]:
     return [Candidate(method, dict(zip(names, values, strict=True))) for values in itertools.product(*grid.values())]
 
 
-def _close(a: Any, b: float) -> bool:
+def _close(a: object, b: float) -> bool:
     return isinstance(a, (int, float)) and not isinstance(a, bool) and math.isclose(float(a), b, abs_tol=1e-12)
 
 

@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     from realignkit.pipeline.sweep import SweepOutcome
 
 
-def pct(value: Any) -> str:
+def pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 

@@ -307,7 +307,7 @@ class _Runner:
         render_sweep_report(summary, self.run.work / "report")
 
 
-def _str(value: Any) -> str | None:
+def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 

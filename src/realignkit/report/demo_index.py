@@ -13,11 +13,11 @@ INDEX_NAME = "index.html"
 CHART_NAME = "summary.png"
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
-def _pp(value: Any) -> str:
+def _pp(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * float(value):+.1f} pp"
 
 

@@ -6,7 +6,7 @@ import html
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from realignkit.common import BadInputError
 from realignkit.report.plots import KIND_METRIC, category_bars, harm_vs_over_refusal
@@ -29,11 +29,11 @@ td.text{max-width:320px;white-space:pre-wrap;word-break:break-word} img{max-widt
 """
 
 
-def _e(value: Any) -> str:
+def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _fmt(value: Any, ci: list[float] | None = None) -> str:
+def _fmt(value: object, ci: list[float] | None = None) -> str:
     if value is None:
         return '<span class="muted">-</span>'
     text = f"{value:.3f}" if isinstance(value, float) else _e(value)

@@ -39,7 +39,7 @@ def _parent_row(parent: dict[str, Any]) -> str:
     return f"| {parent['role']} | {where}{lora} | {revision} |"
 
 
-def _format_value(value: Any) -> str:
+def _format_value(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

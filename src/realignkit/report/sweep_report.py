@@ -18,7 +18,7 @@ PLOT_NAME = "pareto.png"
 REPORT_NAME = "report.html"
 
 
-def _pct(value: Any) -> str:
+def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
@@ -105,7 +105,7 @@ def _plot_references(ax: Any, summary: SweepSummary) -> None:
         ax.annotate(role, (block["harmful_rate"], utility), textcoords="offset points", xytext=(5, 5), fontsize=8)
 
 
-def _esc(value: Any) -> str:
+def _esc(value: object) -> str:
     return html.escape(str(value))
 
 
