@@ -9,8 +9,6 @@ See methods/gta.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from realignkit.methods.gta import GammaParams, run_preset
@@ -29,7 +27,7 @@ def breadcrumbs(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ w_i·breadcrumb(τ_i) [/ Σ w_i]."""
     return run_preset(aligned, tuned, params, name=name, sparsify="magnitude_outliers", consensus="none")

@@ -6,8 +6,6 @@ ICML 2024.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
@@ -28,7 +26,7 @@ def dare(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ w_i·(m_i ⊙ τ_i)/density, m_i ~ Bernoulli(density) per entry."""
     weights = resolve_weights(params.weights, len(tuned))

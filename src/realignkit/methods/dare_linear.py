@@ -10,8 +10,6 @@ paper's expectation-preserving form). With `normalize` the sum is divided by Σ 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
@@ -31,7 +29,7 @@ def dare_linear(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ w_i·rescale(m_i ⊙ τ_i) [/ Σ w_i]."""
     return run_preset(aligned, tuned, params, name=name, sparsify="random", consensus="none")

@@ -10,8 +10,6 @@ See methods/gta.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
@@ -31,7 +29,7 @@ def dare_ties(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ [sign(δ_i) = γ]·δ_i [/ Σ [sign(δ_i) = γ]·w_i], δ_i = w_i·rescale(m_i ⊙ τ_i)."""
     return run_preset(aligned, tuned, params, name=name, sparsify="random", consensus="sum")

@@ -119,7 +119,7 @@ def _passthrough(row: TensorPlan, aligned: TensorSource, tuned: list[TensorSourc
 
 
 def _make_compute(
-    spec: MethodSpec, bound: BoundParams, state: Any, loader: Loader, aligned: TensorSource, tuned: list[TensorSource]
+    spec: MethodSpec, bound: BoundParams, state: object, loader: Loader, aligned: TensorSource, tuned: list[TensorSource]
 ) -> Callable[[WorkItem, Future | None], torch.Tensor]:
     def compute(item: WorkItem, stats: Future | None) -> torch.Tensor:
         row = item.row
@@ -147,7 +147,7 @@ def _make_compute(
 
 
 def _write_model(
-    tmp: Path, spec: MethodSpec, bound: BoundParams, state: Any, ctx: RepairContext, loader: Loader,
+    tmp: Path, spec: MethodSpec, bound: BoundParams, state: object, ctx: RepairContext, loader: Loader,
     opts: RepairOptions, out_dtype: torch.dtype | None,
 ) -> dict[str, Any]:
     """The per-tensor pass: config/tokenizer copies, then every tensor streamed into planned shards."""

@@ -23,7 +23,7 @@ Breadcrumbs: Scaling Multi-Task Model Merging with Sparse Masks", ECCV 2024.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from pydantic import Field, field_validator
@@ -184,7 +184,7 @@ def gta(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·combine(w_i·sparsify(τ_i)) (mergekit's generalized task arithmetic)."""
     return gta_merge(aligned, tuned, params, name=name)

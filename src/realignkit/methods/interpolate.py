@@ -6,8 +6,6 @@ used for safety by Lee et al. 2025 ("How does vision-language adaptation impact 
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
@@ -26,7 +24,7 @@ def interpolate(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = (1−α)·θ_aligned + α·θ_tuned."""
     return torch.lerp(aligned, tuned[0], params.alpha)

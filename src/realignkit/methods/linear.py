@@ -9,8 +9,6 @@ increasing inference time", ICML 2022.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field, field_validator
 
@@ -43,7 +41,7 @@ def linear(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = Σ w_i·θ_i [/ Σ w_i]."""
     weights = [1.0] * len(tuned) if params.weights is None else params.weights

@@ -109,7 +109,7 @@ class TensorFn(Protocol):
         *,
         unaligned: torch.Tensor | None = None,
         name: str = "",
-        state: Any = None,
+        state: object = None,
     ) -> torch.Tensor: ...
 
 

@@ -6,8 +6,6 @@ Language Models through Task Arithmetic", ACL 2024.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from pydantic import Field
 
@@ -34,7 +32,7 @@ def resta(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_tuned + β·(θ_aligned − θ_unaligned); with dare_density, θ = θ_aligned + DARE(τ) + β·δ."""
     assert unaligned is not None, "the engine supplies unaligned for methods that need it"

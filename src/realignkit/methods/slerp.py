@@ -7,7 +7,6 @@ as in Goddard et al., "Arcee's MergeKit: A Toolkit for Merging Large Language Mo
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from pydantic import Field
@@ -29,7 +28,7 @@ def slerp(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = sin((1−t)Ω)/sin Ω · θ_aligned + sin(tΩ)/sin Ω · θ_tuned, Ω the angle of the flattened tensors."""
     start, end = aligned.reshape(-1), tuned[0].reshape(-1)  # [n]

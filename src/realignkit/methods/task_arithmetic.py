@@ -5,8 +5,6 @@ Paper: Ilharco et al., "Editing Models with Task Arithmetic", ICLR 2023.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from realignkit.methods._vectors import WeightedMergeParams, resolve_weights
@@ -25,7 +23,7 @@ def task_arithmetic(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
 ) -> torch.Tensor:
     """θ = θ_aligned + λ·Σ w_i·(θ_tuned_i − θ_aligned)."""
     weights = resolve_weights(params.weights, len(tuned))

@@ -60,7 +60,7 @@ def ties(
     *,
     unaligned: torch.Tensor | None = None,
     name: str = "",
-    state: Any = None,
+    state: object = None,
     stats: tuple[list[TopK], int] | None = None,
 ) -> torch.Tensor:
     """Trim each τ_i to its top-k entries by magnitude (k = max(1, ⌊density·n⌋), ties broken by position);
