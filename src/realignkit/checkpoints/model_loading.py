@@ -55,7 +55,7 @@ def load_causal_lm(path: str | os.PathLike[str], *, dtype: torch.dtype | str | N
                                                     use_safetensors=not allow_pickle, **options)
 
 
-def apply_adapter(model: PreTrainedModel, adapter_dir: str | os.PathLike[str], *, merge: bool) -> Any:
+def apply_adapter(model: PreTrainedModel, adapter_dir: str | os.PathLike[str], *, merge: bool) -> torch.nn.Module:
     """`model` with the PEFT adapter in `adapter_dir` applied: merged into the weights, or kept as a PeftModel."""
     from peft import PeftModel
 

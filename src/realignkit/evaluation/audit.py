@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from realignkit.evaluation.judges.base import Judge
-    from realignkit.report.schemas import AuditResults, ItemRow, JudgeIdentity
+    from realignkit.report.schemas import AuditResults, ItemRow, JudgeIdentity, SuiteSummary
 
 RESULTS_NAME = "results.json"
 ITEMS_NAME = "items.jsonl"
@@ -233,7 +233,7 @@ def build_results(run: AuditRun, baseline: AuditRun | None, *, judge: JudgeIdent
     return results
 
 
-def _without(summary: dict[str, Any], key: str) -> dict[str, Any]:
+def _without(summary: SuiteSummary, key: str) -> SuiteSummary:
     return {k: v for k, v in summary.items() if k != key}
 
 

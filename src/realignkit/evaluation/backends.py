@@ -168,7 +168,7 @@ class VLLMBackend(CachedBackend):
     rule (see `vllm_engine`), so both backends share cache keys: a model answered once by either is not asked
     again by the other."""
 
-    def __init__(self, engine: Any, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str, decoding: Any, lora: Any = None,
+    def __init__(self, engine: VLLMEngine, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str, decoding: GreedyDecoding, lora: Any = None,
                  cache: KeyValueCache | None = None) -> None:
         super().__init__(cache)
         if getattr(tokenizer, "chat_template", None) is None:
@@ -199,7 +199,7 @@ class VLLMBackend(CachedBackend):
 
 def build_vllm_backend(model: Path, base: Path | None, *, fingerprint: str, options: VLLMOptions | None = None,
                        template: str | None = None, allow_pickle: bool = False, dtype: str | None = None,
-                       cache: Any = None) -> Any:
+                       cache: KeyValueCache | None = None) -> VLLMBackend:
     """`--backend vllm` for a model dir, or for an adapter dir on `base` (served as a LoRARequest, not merged)."""
     options = options or VLLMOptions()
     weights_dir = base if base is not None else model

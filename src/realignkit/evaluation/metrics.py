@@ -16,9 +16,12 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.report.schemas import ItemRow
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import OverallSummary, SuiteSummary
 
 Row = ItemRow  # one judged item (a line of items.jsonl)
 RATE_METRICS = ("refusal_rate", "harmful_rate", "accuracy", "over_refusal_rate", "degenerate_rate")
@@ -77,7 +80,7 @@ def _rate(rows: Sequence[Row], key: str) -> tuple[float | None, list[float] | No
     return sum(values) / len(values), wilson_interval(sum(values), len(values))
 
 
-def summarize_rows(rows: Sequence[Row], kind: str) -> dict[str, Any]:
+def summarize_rows(rows: Sequence[Row], kind: str) -> SuiteSummary:
     """n, rates with CIs and the mean harmfulness score for one group of rows of a single kind (denominators:
     DENOMINATORS)."""
     degenerate = sum(bool(row.get("degenerate")) for row in rows)
@@ -98,7 +101,7 @@ def summarize_rows(rows: Sequence[Row], kind: str) -> dict[str, Any]:
     return summary
 
 
-def summarize_suites(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
+def summarize_suites(rows: Sequence[Row]) -> dict[str, SuiteSummary]:
     """Per reported suite: kind, overall summary and a by-category table."""
     names = group_names(rows)
     groups: dict[str, list[Row]] = defaultdict(list)
@@ -121,7 +124,7 @@ def summarize_suites(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
     return suites
 
 
-def overall_summary(rows: Sequence[Row]) -> dict[str, Any]:
+def overall_summary(rows: Sequence[Row]) -> OverallSummary:
     """Headline numbers across suites: harm on harmful items, over-refusal, utility accuracy."""
     by_kind: dict[str, list[Row]] = defaultdict(list)
     for row in rows:
@@ -193,7 +196,7 @@ def compare_rows(rows: Sequence[Row], baseline_rows: Sequence[Row]) -> tuple[dic
     return flips, flipped
 
 
-def metric_deltas(current: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | None]:
+def metric_deltas(current: SuiteSummary | OverallSummary, baseline: SuiteSummary | OverallSummary) -> dict[str, float | None]:
     """current - baseline for every rate/score both sides have."""
     deltas: dict[str, float | None] = {}
     for key in (*RATE_METRICS, *SCORE_METRICS, "harmful_refusal_rate", "utility_accuracy"):

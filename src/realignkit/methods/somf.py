@@ -60,7 +60,14 @@ from realignkit.common.errors import BadInputError
 from realignkit.methods.registry import MethodParams, get_method, register_method
 
 if TYPE_CHECKING:
-    from realignkit.methods.context import RepairContext
+    from realignkit.calibration.mask_training import (
+        MaskedWeight,
+        MaskTrainingResult,
+        MergeFn,
+        PreferenceData,
+        ReferenceLogprobs,
+    )
+    from realignkit.methods.context import RepairContext, TensorPlan
 
 MASK_FILENAME = "somf_mask.safetensors"
 LR_DISPLACEMENT = 5.0  # default lr = LR_DISPLACEMENT / steps: how far a logit with a steady gradient sign can go
@@ -125,13 +132,13 @@ class SomfParams(MethodParams):
 
 
 def somf_fuse(
-    aligned: torch.Tensor, taus: list[torch.Tensor], mask: torch.Tensor, merge: Any
+    aligned: torch.Tensor, taus: list[torch.Tensor], mask: torch.Tensor, merge: MergeFn
 ) -> torch.Tensor:
     """θ = θ_aligned + merge([τ_i ⊙ m / mean(m)]); `merge(list, name)` returns the merged delta."""
     return aligned + merge([masked_task_vector(tau, mask) for tau in taus], "")
 
 
-def build_merge(params: SomfParams, n_tuned: int) -> Any:
+def build_merge(params: SomfParams, n_tuned: int) -> MergeFn:
     """A merge(deltas, name) -> delta built on the registered task_arithmetic / ties / dare functions."""
     scale = params.scale if params.scale is not None else (1.0 if n_tuned == 1 else 0.3)
     if params.merge == "task_arithmetic" and n_tuned == 1:
@@ -178,7 +185,7 @@ def _candidate_modules(model: torch.nn.Module, ctx: RepairContext, use_factors: 
     return names
 
 
-def _masked_weight(ctx: RepairContext, row: Any, module: str, use_factors: bool, device: str, granularity: str) -> Any:
+def _masked_weight(ctx: RepairContext, row: TensorPlan, module: str, use_factors: bool, device: str, granularity: str) -> MaskedWeight:
     from realignkit.calibration.mask_training import MaskedWeight
 
     if not use_factors:
@@ -204,7 +211,7 @@ def _masked_weight(ctx: RepairContext, row: Any, module: str, use_factors: bool,
 
 def _build_targets(
     ctx: RepairContext, params: SomfParams, model: torch.nn.Module, device: str
-) -> tuple[list[Any], dict[str, str], bool, str]:
+) -> tuple[list[MaskedWeight], dict[str, str], bool, str]:
     """(MaskedWeight per target, aligned name -> output name, LoRA-factor mode?, granularity)."""
     from realignkit.calibration import select_targets
 
@@ -220,7 +227,7 @@ def _build_targets(
     return targets, {name: row.out_name for name, row in rows.items()}, use_factors, granularity
 
 
-def _plain_merge_overrides(ctx: RepairContext, params: SomfParams, model: torch.nn.Module, targets: list[Any]) -> dict[str, torch.Tensor]:
+def _plain_merge_overrides(ctx: RepairContext, params: SomfParams, model: torch.nn.Module, targets: list[MaskedWeight]) -> dict[str, torch.Tensor]:
     """Parameters outside the targets that the output changes (to their plain merge): the model trained with the
     mask must be the model written, e.g. a full fine-tune's embeddings, norms and lm_head. Empty for LoRA."""
     own = dict(model.named_parameters())
@@ -322,7 +329,7 @@ def prepare_somf(ctx: RepairContext, params: SomfParams) -> SomfState:
     return state
 
 
-def _check_forward(reference: Any, rows: list[int]) -> None:
+def _check_forward(reference: ReferenceLogprobs, rows: list[int]) -> None:
     """Score one pair under the aligned model first, so an unusable model fails as bad input."""
     try:
         reference(rows)
@@ -330,8 +337,8 @@ def _check_forward(reference: Any, rows: list[int]) -> None:
         raise BadInputError(f"the SOMF forward pass failed on this model: {exc}") from exc
 
 
-def _evaluate(model: torch.nn.Module, data: Any, targets: list[Any], masks: dict[str, torch.Tensor], merge: Any,
-              params: SomfParams, reference: Any, rows: list[int], fixed: dict[str, torch.Tensor]) -> dict | None:  # fmt: skip
+def _evaluate(model: torch.nn.Module, data: PreferenceData, targets: list[MaskedWeight], masks: dict[str, torch.Tensor], merge: MergeFn,
+              params: SomfParams, reference: ReferenceLogprobs, rows: list[int], fixed: dict[str, torch.Tensor]) -> dict | None:  # fmt: skip
     from realignkit.calibration.mask_training import PreferenceScope, evaluate_preferences
 
     if not rows:
@@ -341,7 +348,7 @@ def _evaluate(model: torch.nn.Module, data: Any, targets: list[Any], masks: dict
                                 scope=scope)  # fmt: skip
 
 
-def _record(ctx: RepairContext, params: SomfParams, targets: list[Any], result: Any, final: dict[str, torch.Tensor],
+def _record(ctx: RepairContext, params: SomfParams, targets: list[MaskedWeight], result: MaskTrainingResult, final: dict[str, torch.Tensor],
             summary: dict[str, Any], started: float) -> None:  # fmt: skip
     from safetensors.torch import save_file
 

@@ -24,6 +24,8 @@ from realignkit.common import BadInputError, closest_match, weights_fingerprint,
 from realignkit.pipeline.rundir import write_json_atomic
 
 if TYPE_CHECKING:
+    from realignkit.evaluation.judges.base import Judge
+    from realignkit.evaluation.suite_items import SuiteItem
     from realignkit.report.schemas import AuditResults, JudgeIdentity, SweepSummary
 
 # Lean on purpose: the whole `make demo` (venv + lab + audits + sweeps) must fit in 10 minutes on 2 CPU cores.
@@ -80,7 +82,7 @@ class DemoSettings:
     judge_options: dict[str, Any] = field(default_factory=dict)
     _judge: Any = field(default=None, init=False, repr=False, compare=False)
 
-    def judge_object(self) -> Any:
+    def judge_object(self) -> Judge:
         """The judge, built once for every audit and sweep of the demo (a model judge loads once)."""
         if self._judge is None:
             from realignkit.evaluation.audit import build_judge
@@ -164,7 +166,7 @@ def scenario_models(lab: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(name, record) for name, record in lab["models"].items() if name not in ("base", "aligned")]
 
 
-def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
+def _audit(name: str, model: Path, lab_dir: Path, items: list[SuiteItem], settings: DemoSettings,
            system_prompt: str | None) -> AuditResults:
     """Audit one model on the TEST split (against aligned), reusing a finished audit of the same model, items
     and settings (a sidecar DIR/audits/<name>.key.json records what it was run with)."""
@@ -188,7 +190,7 @@ def _audit(name: str, model: Path, lab_dir: Path, items: list[Any], settings: De
     return results
 
 
-def _audit_key(model: Path, lab_dir: Path, items: list[Any], settings: DemoSettings,
+def _audit_key(model: Path, lab_dir: Path, items: list[SuiteItem], settings: DemoSettings,
                system_prompt: str | None) -> dict[str, Any]:
     prompts = hashlib.sha256(json.dumps([(i.id, i.prompt) for i in items]).encode()).hexdigest()
     return {"model": weights_fingerprint(model, lab_dir / "aligned"), "aligned": weights_fingerprint(lab_dir / "aligned"),

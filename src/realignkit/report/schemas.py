@@ -51,12 +51,12 @@ class AuditResults(TypedDict, total=False):
     denominators: dict[str, str]
     generation: dict[str, Any]
     n_items: int
-    overall: dict[str, Any]
+    overall: OverallSummary
     suites: dict[str, SuiteSummary]
     items: str
     created: str
     baseline_fingerprint: str
-    baseline_overall: dict[str, Any]
+    baseline_overall: OverallSummary
     overall_delta: dict[str, float | None]
     flipped_items: list[dict[str, Any]]
 
@@ -126,3 +126,17 @@ class SplitMetrics(TypedDict, total=False):
     generated: int
     cached: int
     items: dict[str, dict[str, dict[str, bool]]]
+
+
+class OverallSummary(TypedDict, total=False):
+    """results.json's headline numbers across suites (`overall`), with Wilson 95 % intervals (`ci95`)."""
+
+    n: int
+    n_degenerate: int
+    degenerate_rate: float | None
+    harmful_rate: float | None
+    harmful_refusal_rate: float | None
+    harmfulness_score: float | None
+    over_refusal_rate: float | None
+    utility_accuracy: float | None
+    ci95: dict[str, list[float] | None]
