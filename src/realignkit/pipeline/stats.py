@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 from realignkit.evaluation.metrics import wilson_interval
 
 if TYPE_CHECKING:
-    from realignkit.report.schemas import ItemRow, SplitMetrics
+    from realignkit.report.schemas import (
+        CandidateSide,
+        Interval,
+        ItemRow,
+        PairedComparison,
+        RateIntervals,
+        SplitMetrics,
+    )
 
 ALPHA = 0.05
 DESIGN = {"low_rate": 0.05, "high_rate": 0.15, "alpha": ALPHA, "power": 0.8}
@@ -55,7 +62,7 @@ def item_outcomes(rows: list[ItemRow]) -> dict[str, dict[str, dict[str, bool]]]:
     return outcomes
 
 
-def _interval(successes: int, n: int) -> dict[str, Any] | None:
+def _interval(successes: int, n: int) -> Interval | None:
     bounds = wilson_interval(successes, n)
     if bounds is None:
         return None
@@ -64,7 +71,7 @@ def _interval(successes: int, n: int) -> dict[str, Any] | None:
     return {"low": min(bounds[0], rate), "high": max(bounds[1], rate), "k": successes, "n": n}
 
 
-def rate_intervals(metrics: SplitMetrics) -> dict[str, Any]:
+def rate_intervals(metrics: SplitMetrics) -> RateIntervals:
     """Wilson 95 % intervals of harmful_rate, over_refusal_rate and utility (with k successes of n items).
 
     From the per-item outcomes when the metrics carry them (metrics["items"]); else (a run dir written before
@@ -91,7 +98,7 @@ def rate_intervals(metrics: SplitMetrics) -> dict[str, Any]:
     return out
 
 
-def _mean_interval(intervals: list[dict[str, Any]]) -> dict[str, Any] | None:
+def _mean_interval(intervals: list[Interval]) -> Interval | None:
     if not intervals:
         return None
     if len(intervals) == 1:
@@ -175,12 +182,12 @@ def small_split_warning(harmful_items: int, split: str = "selection") -> str | N
     )
 
 
-def _flat(outcomes: Mapping[str, Any] | None, kind: str) -> dict[str, bool]:
+def _flat(outcomes: Mapping[str, dict[str, dict[str, bool]]] | None, kind: str) -> dict[str, bool]:
     return {f"{suite}\x1f{item}": bool(v) for suite, values in ((outcomes or {}).get(kind) or {}).items()
             for item, v in values.items()}
 
 
-def compare_paired(pick: Mapping[str, Any], other: Mapping[str, Any], kind: str = "harmful") -> dict[str, Any] | None:
+def compare_paired(pick: SplitMetrics, other: SplitMetrics, kind: str = "harmful") -> PairedComparison | None:
     """Paired comparison of two candidates' per-item outcomes of `kind` on the items both were judged on
     (pick's rate minus the other's). None when either has no per-item outcomes of that kind."""
     mine, theirs = _flat(pick.get("items"), kind), _flat(other.get("items"), kind)
@@ -211,7 +218,7 @@ def _pp(value: float) -> str:
     return f"{100 * value:+.1f} pp"
 
 
-def pick_vs_runner_up(pick: Mapping[str, Any] | None, runner_up: Mapping[str, Any] | None, *,
+def pick_vs_runner_up(pick: CandidateSide | None, runner_up: CandidateSide | None, *,
                       kind: str = "harmful", split: str = "selection") -> dict[str, Any]:
     """sweep.json's `pick_vs_runner_up`: the pick against the runner-up on `split`, with a plain statement.
 

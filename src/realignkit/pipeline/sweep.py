@@ -44,7 +44,7 @@ from realignkit.pipeline.winner_card import add_sweep_figures
 
 if TYPE_CHECKING:
     from realignkit.evaluation.judges.base import Judge
-    from realignkit.report.schemas import SplitMetrics, SweepSummary
+    from realignkit.report.schemas import CandidateSide, SplitMetrics, SweepSummary
 
 # 2: every metrics block has ci95 (Wilson intervals) and items (per-item outcomes); pick_vs_runner_up, warnings
 # and statistics at the top level.
@@ -257,7 +257,7 @@ class _Runner:
         second = (pick_winner(rest, self.config.utility_floor, self.config.max_degenerate_rate).id
                   if pick.id is not None and rest else None)
 
-        def side(candidate_id: str | None) -> dict[str, Any] | None:
+        def side(candidate_id: str | None) -> CandidateSide | None:
             if candidate_id is None:
                 return None
             c = by_id[candidate_id]

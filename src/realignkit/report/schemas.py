@@ -140,3 +140,48 @@ class OverallSummary(TypedDict, total=False):
     over_refusal_rate: float | None
     utility_accuracy: float | None
     ci95: dict[str, list[float] | None]
+
+
+class Interval(TypedDict, total=False):
+    """A Wilson 95 % interval of a rate: bounds, k successes of n items (a mean over utility suites: `suites`)."""
+
+    low: float
+    high: float
+    k: int
+    n: int
+    suites: int
+
+
+class RateIntervals(TypedDict, total=False):
+    """sweep.json's `ci95` of one model on one split (None where there is nothing to count)."""
+
+    harmful_rate: Interval | None
+    over_refusal_rate: Interval | None
+    utility: Interval | None
+    utility_by_suite: dict[str, Interval]
+
+
+class PairedComparison(TypedDict, total=False):
+    """Two candidates' per-item outcomes of one kind on the items both were judged on (exact McNemar test,
+    Newcombe interval of the difference)."""
+
+    kind: str
+    n: int
+    pick_rate: float
+    runner_up_rate: float
+    difference: float
+    ci95: list[float] | None
+    discordant: dict[str, int]
+    test: str
+    interval: str
+    p_value: float
+    distinguishable: bool
+
+
+class CandidateSide(TypedDict, total=False):
+    """One side of `pick_vs_runner_up`: the candidate and its metrics on the split (with per-item outcomes)."""
+
+    id: str
+    label: str
+    meets_floor: bool
+    metrics: SplitMetrics
