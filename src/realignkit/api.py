@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from realignkit.common.errors import BadInputError
 
 if TYPE_CHECKING:
+    from realignkit.methods.engine import RepairOptions, RepairResult
     from realignkit.report.schemas import AuditResults, SweepSummary
 
 PathLike = str | os.PathLike[str]
@@ -38,7 +39,7 @@ def repair(
     self_check: bool = True,
     progress: bool = False,
     **method_params: Any,
-) -> Any:
+) -> RepairResult:
     """Repair (or merge) into `out`; returns a `RepairResult` (out, method, parameters, tensors, seconds, extra).
 
     `config` is a mergekit recipe (it then names method, models and parameters itself) or realignkit's own
@@ -65,7 +66,7 @@ def repair(
     return result
 
 
-def _first_given(*values: Any) -> Any:
+def _first_given(*values: PathLike | None) -> PathLike | None:
     return next((value for value in values if value is not None), None)
 
 
@@ -75,8 +76,8 @@ def _as_list(tuned: PathLike | Sequence[PathLike] | None) -> list[PathLike]:
     return [tuned] if isinstance(tuned, str | os.PathLike) else list(tuned)
 
 
-def _repair_from_config(config: PathLike, method: str | None, aligned: Any, tuned: Any, out: PathLike, base: Any,
-                        unaligned: Any, calibration: Any, params: dict[str, Any], options: Any) -> Any:
+def _repair_from_config(config: PathLike, method: str | None, aligned: PathLike | None, tuned: PathLike | Sequence[PathLike] | None, out: PathLike, base: PathLike | None,
+                        unaligned: PathLike | None, calibration: PathLike | None, params: dict[str, Any], options: RepairOptions) -> RepairResult:
     from realignkit.methods.engine import run_repair
     from realignkit.methods.mergekit_recipe import is_mergekit_recipe
     from realignkit.methods.mergekit_run import read_yaml, run_mergekit_recipe

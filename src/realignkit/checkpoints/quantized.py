@@ -21,11 +21,14 @@ import os
 import struct
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.checkpoints.safetensors_io import CODE_FROM_DTYPE, DTYPE_FROM_CODE
 from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import is_adapter_dir
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_KEYS = ("quantization_config", "compression_config")
 _GPTQ_AWQ = "GPTQ/AWQ"
@@ -55,7 +58,7 @@ _SUFFIXES: dict[str, tuple[str, int]] = {
 _SAFE_INDEX = "model.safetensors.index.json"
 
 
-def _dtype_code(dtype: Any) -> str:
+def _dtype_code(dtype: str | torch.dtype) -> str:
     """A safetensors dtype code ('I32', 'U8', ...) for a code or a torch dtype."""
     if isinstance(dtype, str):
         return dtype
@@ -72,7 +75,7 @@ def _readable(code: str) -> str:
     return str(dtype).removeprefix("torch.") if dtype is not None else code
 
 
-def tensor_marker(name: str, dtype: Any) -> tuple[str, int] | None:
+def tensor_marker(name: str, dtype: str | torch.dtype) -> tuple[str, int] | None:
     """(description, rank) when this tensor is part of a quantised layer, else None."""
     code = _dtype_code(dtype)
     leaf = name.rsplit(".", 1)[-1]
@@ -87,7 +90,7 @@ def tensor_marker(name: str, dtype: Any) -> tuple[str, int] | None:
     return None
 
 
-def first_tensor_marker(tensors: Iterable[tuple[str, Any]]) -> str | None:
+def first_tensor_marker(tensors: Iterable[tuple[str, str | torch.dtype]]) -> str | None:
     """The most telling marker among (name, dtype) pairs, or None when none is quantised."""
     best: tuple[int, str] | None = None
     for name, dtype in tensors:
@@ -99,7 +102,7 @@ def first_tensor_marker(tensors: Iterable[tuple[str, Any]]) -> str | None:
     return best[1] if best else None
 
 
-def config_marker(config: Any, *, depth: int = 3) -> str | None:
+def config_marker(config: object, *, depth: int = 3) -> str | None:
     """'quantization_config (quant_method=gptq)' when a config dict, or a sub-config in it, declares quantisation."""
     if not isinstance(config, dict) or depth < 0:
         return None
@@ -171,7 +174,7 @@ def check_config(directory: str | os.PathLike[str], label: str) -> None:
             raise refuse(label, f"config.json has {marker}")
 
 
-def check_tensors(tensors: Iterable[tuple[str, Any]], label: str, where: str | None = None) -> None:
+def check_tensors(tensors: Iterable[tuple[str, str | torch.dtype]], label: str, where: str | None = None) -> None:
     """Refuse when any (name, dtype) pair is a quantisation tensor; `where` names the file."""
     marker = first_tensor_marker(tensors)
     if marker is not None:

@@ -16,7 +16,7 @@ from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.judges import judge_identity, judge_verdicts, make_judge
 
 if TYPE_CHECKING:
-    from realignkit.evaluation.judges.base import Judge
+    from realignkit.evaluation.judges.base import Judge, Verdict
 
 _TRUE = {"1", "true", "yes", "y", "refusal", "refused", "refuse"}
 _FALSE = {"0", "false", "no", "n", "compliance", "complied", "comply"}
@@ -36,7 +36,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl_objects(path, "--input")]
 
 
-def label_means_refusal(value: Any, refusal_labels: Sequence[str] | None = None) -> bool:
+def label_means_refusal(value: object, refusal_labels: Sequence[str] | None = None) -> bool:
     """A human label as refused/complied. XSTest: 2_full_refusal and 3_partial_refusal are refusals."""
     text = str(value).strip().lower()
     if refusal_labels is not None:
@@ -120,7 +120,7 @@ def judge_file(
     return summary
 
 
-def _verdict_fields(verdict: Any) -> dict[str, Any]:
+def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
     """What the judge said beyond refused, only the fields it filled in."""
     fields: dict[str, Any] = {}
     if verdict.score is not None:

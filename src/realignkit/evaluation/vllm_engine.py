@@ -36,6 +36,7 @@ from realignkit.common import BadInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
+from types import ModuleType
 
 # vLLM only accepts these as --max-lora-rank; an adapter of rank r needs the smallest one >= r.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -60,7 +61,7 @@ class VLLMOptions(BaseModel):
     enforce_eager: bool = False
 
 
-def import_vllm() -> Any:
+def import_vllm() -> ModuleType:
     try:
         import vllm
     except ImportError as exc:

@@ -30,6 +30,7 @@ from realignkit.pipeline.jobs import SweepJob, build_winner, candidate_row, eval
 
 if TYPE_CHECKING:
     from realignkit.report.schemas import JudgeIdentity, SplitMetrics
+from types import ModuleType
 
 RETRIES = 1  # a killed worker's task runs once more, then its candidate is recorded as failed
 
@@ -38,7 +39,7 @@ class WorkerLost(RuntimeError):
     """A task's worker died on every attempt (not an exception raised by the task itself)."""
 
 
-def _import_ray() -> Any:
+def _import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:

@@ -28,7 +28,7 @@ RUN_FILE = "run.json"
 FINAL_FILE = "sweep.json"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def write_json_atomic(path: Path, data: object) -> None:
     """Write JSON via a temp file + rename, so a kill never leaves half a file."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
