@@ -32,6 +32,7 @@ from realignkit.evaluation.vllm_engine import (
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
+    from vllm.lora.request import LoRARequest
 
 
 
@@ -168,7 +169,7 @@ class VLLMBackend(CachedBackend):
     rule (see `vllm_engine`), so both backends share cache keys: a model answered once by either is not asked
     again by the other."""
 
-    def __init__(self, engine: VLLMEngine, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str, decoding: GreedyDecoding, lora: Any = None,
+    def __init__(self, engine: VLLMEngine, tokenizer: PreTrainedTokenizerBase, *, fingerprint: str, decoding: GreedyDecoding, lora: LoRARequest | None = None,
                  cache: KeyValueCache | None = None) -> None:
         super().__init__(cache)
         if getattr(tokenizer, "chat_template", None) is None:

@@ -28,6 +28,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,7 +37,8 @@ from realignkit.common import BadInputError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
-from types import ModuleType
+    from vllm import LLM
+    from vllm.lora.request import LoRARequest
 
 # vLLM only accepts these as --max-lora-rank; an adapter of rank r needs the smallest one >= r.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -161,7 +163,7 @@ def engine_kwargs(model_dir: Path, tokenizer_dir: Path, options: VLLMOptions, *,
     return kwargs
 
 
-def lora_request(adapter_dir: Path, adapter_id: int = 1) -> Any:
+def lora_request(adapter_dir: Path, adapter_id: int = 1) -> LoRARequest:
     """vLLM's request to run one prompt batch through the adapter at `adapter_dir` (on the engine's base)."""
     import_vllm()
     from vllm.lora.request import LoRARequest
@@ -183,14 +185,14 @@ class VLLMEngine:
         self._llm: Any = None
 
     @property
-    def llm(self) -> Any:
+    def llm(self) -> LLM:
         if self._llm is None:
             from vllm import LLM
 
             self._llm = LLM(**self.kwargs)
         return self._llm
 
-    def generate(self, token_ids: Sequence[Sequence[int]], sampling: dict[str, Any], *, lora: Any = None,
+    def generate(self, token_ids: Sequence[Sequence[int]], sampling: dict[str, Any], *, lora: LoRARequest | None = None,
                  progress: bool = False) -> list[str]:
         """Greedy answers (stripped) to prompts given as token ids, in order."""
         from vllm import SamplingParams

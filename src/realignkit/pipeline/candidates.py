@@ -12,9 +12,11 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:
+    from realignkit.report.schemas import SplitMetrics
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,19 @@ class SkippedCandidate:
     reason: str
 
 
+class CandidateState(TypedDict, total=False):
+    """A candidate's state file in the run dir (JSON): what `CandidateResult` reads."""
+
+    id: str
+    method: str
+    params: dict[str, Any]
+    label: str
+    metrics: SplitMetrics
+    failed: str
+    seconds: dict[str, float]
+    attempts: int
+
+
 @dataclass(frozen=True)
 class CandidateResult:
     """One candidate's outcome, as its state file in the run dir holds it: the selection-split metrics, or why
@@ -62,7 +77,7 @@ class CandidateResult:
     attempts: int | None = None  # counted by the Ray executor, which retries a killed worker's candidate
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> CandidateResult:
+    def from_state(cls, state: CandidateState) -> CandidateResult:
         return cls(id=state["id"], method=state["method"], params=state["params"], label=state["label"],
                    metrics=state.get("metrics"), failed=state.get("failed"), seconds=state.get("seconds"),
                    attempts=state.get("attempts"))

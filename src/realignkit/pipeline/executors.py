@@ -14,6 +14,7 @@ from realignkit.pipeline.executor_options import EXECUTORS, ExecutorOptions, par
 from realignkit.pipeline.jobs import SweepJob, build_winner, evaluate_model, run_candidate
 
 if TYPE_CHECKING:
+    from realignkit.pipeline.candidates import CandidateState
     from realignkit.report.schemas import JudgeIdentity, SplitMetrics
 
 __all__ = ["EXECUTORS", "ExecutorOptions", "LocalExecutor", "SweepExecutor", "make_executor", "parse_memory"]
@@ -26,7 +27,7 @@ class SweepExecutor(Protocol):
 
     def evaluate(self, requests: list[tuple[Path, str]]) -> list[SplitMetrics]: ...
 
-    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, dict[str, Any]]]: ...
+    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, CandidateState]]: ...
 
     def winner(self, candidate: Candidate, test_requests: list[tuple[Path, str]]) -> tuple[SplitMetrics, list[SplitMetrics]]: ...
 
@@ -50,7 +51,7 @@ class LocalExecutor:
     def evaluate(self, requests: list[tuple[Path, str]]) -> list[SplitMetrics]:
         return [evaluate_model(self.job, path, split, self.evaluator) for path, split in requests]
 
-    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, dict[str, Any]]]:
+    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, CandidateState]]:
         for candidate in pending:
             yield candidate, run_candidate(self.job, candidate, self.evaluator)
 

@@ -24,6 +24,7 @@ from realignkit.pipeline.rundir import RunDir
 from realignkit.pipeline.sweep_config import SweepConfig
 
 if TYPE_CHECKING:
+    from realignkit.pipeline.candidates import CandidateState
     from realignkit.pipeline.evaluate import SplitEvaluator
     from realignkit.report.schemas import SplitMetrics
 
@@ -59,13 +60,13 @@ class SweepJob:
                               judge_options=None if ready else config.judge_options)
 
 
-def candidate_row(candidate: Candidate, **fields: Any) -> dict[str, Any]:
+def candidate_row(candidate: Candidate, **fields: Any) -> CandidateState:
     return {"id": candidate.id, "method": candidate.method, "params": candidate.params, "label": candidate.label(),
             **fields}
 
 
 def run_candidate(job: SweepJob, candidate: Candidate, evaluator: SplitEvaluator | None = None,
-                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                  extra: dict[str, Any] | None = None) -> CandidateState:
     """Materialise -> generate -> judge one candidate on the selection split; its state is saved in the run dir
     (so a rerun skips it) and returned. `extra` keys (e.g. attempts) are recorded with it."""
     run, config = job.run, job.config

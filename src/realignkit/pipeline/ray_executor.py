@@ -21,6 +21,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from realignkit.common import BadInputError
@@ -29,8 +30,8 @@ from realignkit.pipeline.executor_options import ExecutorOptions
 from realignkit.pipeline.jobs import SweepJob, build_winner, candidate_row, evaluate_model, run_candidate
 
 if TYPE_CHECKING:
+    from realignkit.pipeline.candidates import CandidateState
     from realignkit.report.schemas import JudgeIdentity, SplitMetrics
-from types import ModuleType
 
 RETRIES = 1  # a killed worker's task runs once more, then its candidate is recorded as failed
 
@@ -65,7 +66,7 @@ def attempts_made(job: SweepJob, key: str) -> int:
     return len(list((job.run.scratch / "attempts").glob(f"{key}.*")))
 
 
-def candidate_task(job: SweepJob, candidate: Candidate) -> dict[str, Any]:
+def candidate_task(job: SweepJob, candidate: Candidate) -> CandidateState:
     """One Ray task: materialize -> generate -> judge, state saved to the shared run dir and returned."""
     return run_candidate(job, candidate, extra={"attempts": _attempt(job, candidate.id)})
 
@@ -146,7 +147,7 @@ class RayExecutor:
         return [self._get(ref, f"evaluating {path} on the {split} split")
                 for ref, (path, split) in zip(refs, requests, strict=True)]
 
-    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, dict[str, Any]]]:
+    def candidates(self, pending: list[Candidate]) -> Iterator[tuple[Candidate, CandidateState]]:
         """Every pending candidate at once; results in the order they finish."""
         waiting = {self.tasks["candidate_task"].remote(self.job_ref, c): c for c in pending}
         try:
@@ -158,7 +159,7 @@ class RayExecutor:
             for ref in waiting:  # an exception (or the caller stopping) leaves nothing running
                 self.ray.cancel(ref, force=True)
 
-    def _candidate_result(self, ref: Any, candidate: Candidate) -> dict[str, Any]:
+    def _candidate_result(self, ref: Any, candidate: Candidate) -> CandidateState:
         try:
             state = self._get(ref, f"running {candidate.label()}")
         except WorkerLost:
