@@ -7,7 +7,7 @@ import os
 import sys
 import textwrap
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from realignkit.common.errors import BadInputError
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from realignkit.methods.engine import RepairOptions, RepairResult
     from realignkit.methods.recipe import RecipeOptions
 
+
+T = TypeVar("T")
 
 EPILOG = """models: local dirs, hub ids (org/name, org/name@revision, via the local Hugging Face cache; HF_HUB_OFFLINE=1
 for no network) or MODEL+LORA. Every output gets a model card (README.md) and, for methods mergekit shares,
@@ -235,7 +237,7 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return values
 
 
-def _pick(flag: Any, recipe_value: Any, default: Any = None) -> Any:
+def _pick(flag: T | None, recipe_value: T | None, default: T | None = None) -> T | None:
     return flag if flag is not None else (recipe_value if recipe_value is not None else default)
 
 

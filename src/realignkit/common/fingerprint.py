@@ -33,9 +33,12 @@ import struct
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from realignkit.common.errors import BadInputError
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_PREFIX = "weights:"
 _SCHEME = b"realignkit-weights-v1\n"
@@ -128,7 +131,7 @@ def tensors_fingerprint(files: Iterable[str | os.PathLike[str]]) -> str:
     return _combine(tensors)
 
 
-def state_dict_fingerprint(state_dict: Mapping[str, Any]) -> str:
+def state_dict_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
     """The same tensor hash for an in-memory torch state dict (equal to `tensors_fingerprint` of a file that
     holds exactly these tensors)."""
     import torch

@@ -133,7 +133,7 @@ def scan_layers(aligned: str | Path, tuned: str | Path, suites: Sequence[str], *
 
 
 
-def _restored_layer(auditor: Auditor, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, aligned_state: dict[str, Any],
+def _restored_layer(auditor: Auditor, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, aligned_state: dict[str, torch.Tensor],
                     names: list[str], fingerprint: str) -> dict[str, float | None]:
     """Swap one layer's tensors to aligned in place, audit, and swap back (no model copies)."""
     import torch
