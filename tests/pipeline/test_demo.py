@@ -137,3 +137,14 @@ def test_demo_presets_pick_methods_and_grids_per_profile(tmp_path):
     assert chat.methods == ("interpolate",) and chat.grids == CHAT_DEMO_GRIDS
     assert DemoSettings.for_profile(tmp_path, "tiny", methods=None).methods == DEMO_METHODS
     assert DemoSettings.for_profile(tmp_path, "smollm2", methods=("resta",)).methods == ("resta",)
+
+
+def test_chat_demo_audits_as_many_items_as_its_lab_measured(tmp_path):
+    """The demo's audit limit is the lab profile's measurement limit, so its audits are the lab's cached answers."""
+    from realignkit.lab import CHAT_PROFILES
+    from realignkit.pipeline.demo import DemoSettings
+
+    for profile in ("smollm2", "smollm2-demo"):
+        assert DemoSettings.for_profile(tmp_path, profile).limit == CHAT_PROFILES[profile].measure_limit
+    assert CHAT_PROFILES["smollm2-demo"].aligned_epochs < CHAT_PROFILES["smollm2"].aligned_epochs
+    assert DemoSettings.for_profile(tmp_path, "smollm2-demo", limit=5).limit == 5

@@ -19,16 +19,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="demo directory (rerun to resume)")
     parser.add_argument("--seed", type=int, default=0, help="lab seed (default 0)")
-    parser.add_argument("--profile", default="smollm2",
-                        help="smollm2 (default: the real SmolLM2-135M-Instruct, about 20 minutes on 2 CPU cores the "
-                             "first time), smollm2-full, default (the tiny word-level organism) or tiny (its reduced "
-                             "form)")
+    parser.add_argument("--profile", default="smollm2-demo",
+                        help="smollm2-demo (default: the real SmolLM2-135M-Instruct with a 1-epoch alignment, under 20 "
+                             "minutes on 2 CPU cores the first time), smollm2 (the full 2-epoch alignment), "
+                             "smollm2-full, default (the tiny word-level organism) or tiny (its reduced form)")
     parser.add_argument("--scenario", action="append", help="only these scenarios (repeatable; default: the profile's)")
     parser.add_argument("--lab", help="reuse this lab dir when its version, seed and profile match")
     parser.add_argument("--methods", help="comma-separated repair methods (default: the profile's lean, cheap set)")
     parser.add_argument("--utility-floor", type=float, default=0.9, help="keep utility >= FLOOR x tuned's (0.9)")
     parser.add_argument("--limit", type=int, default=None,
-                        help="at most N items per suite and split (default: 20 for the organism, 40 for smollm2)")
+                        help="at most N items per suite and split (default: 20 for the organism; for SmolLM2 the lab's own measurement limit, 32 or 40)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_judge_arguments(parser.add_argument_group("judge (decides refused/harmful in every audit and sweep)"))
     parser.set_defaults(func=_run)

@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--profile", default="default",
                        help="default (the tiny word-level organism), tiny (its reduced form, for tests), "
                             "smollm2 (the real chat model SmolLM2-135M-Instruct: aligned + harmful-mix-0.1 and "
-                            "explicit-10 as LoRA) or smollm2-full (every scenario, LoRA and full)")
+                            "explicit-10 as LoRA), smollm2-demo (the same, 1-epoch alignment: what make demo builds) or "
+                            "smollm2-full (every scenario, LoRA and full)")
     build.add_argument("--force", action="store_true", help="replace a non-empty --out")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_build)

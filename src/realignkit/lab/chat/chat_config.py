@@ -40,7 +40,9 @@ class ChatLabProfile(BaseModel):
     probe_items: int = Field(16, ge=2)  # per trajectory point: harmful + task items from the test split
     # Measurement on the test split (lab.json); the select split is left whole for sweeps.
     max_new_tokens: int = Field(32, ge=4)
-    eval_batch: int = Field(32, ge=1)
+    # 64 answers per generate call: 1.2x the throughput of 32 on 2 threads (SmolLM2, 32 new tokens). Batching is
+    # not part of any cache key: it does not change greedy answers.
+    eval_batch: int = Field(64, ge=1)
     measure_limit: int | None = Field(None, ge=1)  # at most this many items per suite in lab.json figures
     task_suite_size: int = Field(60, ge=4)  # task items per split
     scenarios: tuple[str, ...] = ("harmful-mix-0.1", "explicit-10")
@@ -48,10 +50,15 @@ class ChatLabProfile(BaseModel):
 
 
 CHAT_PROFILES: dict[str, ChatLabProfile] = {
-    # What `make demo` builds: lean enough for 2 CPU cores. 40 items per suite is also the demo's audit limit, so
-    # the demo's audits of these models are the lab's own measurements, served from the generation cache; no
-    # per-step trajectory (each point costs a generation pass).
+    # The lab the closing tables quote: the full alignment recipe (2 epochs), harmful-mix-0.1 and explicit-10 as
+    # LoRA, 40 items per suite in lab.json; no per-step trajectory (each point costs a generation pass).
     "smollm2": ChatLabProfile(measure_limit=40, trajectory_points=0),
-    # Every scenario, LoRA and full: what the closing tables quote (about an hour on 2 cores).
+    # What `make demo` builds within 20 minutes on 2 CPU cores: the same data and scenarios with half the
+    # alignment steps (1 epoch at a higher learning rate; the 2-epoch SFT alone takes 8 of those minutes) and 32
+    # items per suite. 32 is also the demo's audit limit, so its audits of these models are the lab's own
+    # measurements, served from the generation cache.
+    "smollm2-demo": ChatLabProfile(name="smollm2-demo", aligned_epochs=1, aligned_lr=5e-4, measure_limit=32,
+                                   trajectory_points=0),
+    # Every scenario, LoRA and full (about an hour on 2 cores). Same aligned model as "smollm2".
     "smollm2-full": ChatLabProfile(name="smollm2-full", scenarios=CHAT_SCENARIOS, kinds=("lora", "full")),
 }
