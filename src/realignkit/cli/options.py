@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from realignkit.common.config import validation_problems
 from realignkit.common.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ def vllm_options_from_args(args: argparse.Namespace) -> VLLMOptions:
     """A VLLMOptions from the flags that were given (defaults for the rest); BadInputError when out of range."""
     from pydantic import ValidationError
 
-    from realignkit.common.config import validation_problems
     from realignkit.evaluation.vllm_engine import VLLMOptions
 
     given = {key: getattr(args, key, None) for key in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")}

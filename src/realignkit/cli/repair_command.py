@@ -66,7 +66,7 @@ def _generic_epilog() -> str:
     lines = [_wrap(text, 12, f"  {name}") for name, text in calibration_formats().items()]
     head, sep, tail = EPILOG.partition("after writing,")
     methods = ["methods and parameters (--set KEY=VALUE):", *method_lines()]
-    return ("\n".join(methods) + "\n" + head + "\n" + FORMATS_TITLE + "\n" + "\n".join(lines) + "\n\n" + sep
+    return ("\n".join(methods) + "\n\n" + head + "\n" + FORMATS_TITLE + "\n" + "\n".join(lines) + "\n\n" + sep
             + tail)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from realignkit.cli.judge_args import add_judge_arguments, judge_options_from_args
 from realignkit.cli.options import add_vllm_arguments, vllm_flags_given
+from realignkit.common.config import validation_problems
 from realignkit.common.errors import BadInputError
 from realignkit.common.fingerprint import is_adapter_dir
 
@@ -146,7 +147,6 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
 def executor_options_from_args(args: argparse.Namespace) -> ExecutorOptions:
     from pydantic import ValidationError
 
-    from realignkit.common.config import validation_problems
     from realignkit.pipeline.executors import ExecutorOptions, parse_memory
 
     given = {"name": args.executor, "ray_address": args.ray_address, "ray_num_cpus": args.ray_num_cpus,
