@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from realignkit.checkpoints import model_loading
 from realignkit.common import BadInputError, atomic_output_dir, check_output_not_inside_inputs, write_manifest
 from realignkit.common.config import validation_problems
+from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.finetune import TRAJECTORY_COLUMNS, Keep, RunDirs, run_scenario
 from realignkit.lab.organism_config import FinetuneSettings, LabProfile
@@ -49,10 +50,8 @@ def load_lab(lab_dir: str | Path) -> tuple[dict[str, Any], LabProfile, dict[str,
 def _read_suite(path: Path) -> list[SuiteItem]:
     if not path.is_file():
         raise BadInputError(f"lab suite file {str(path)!r} is missing; rebuild the lab")
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [
-        SuiteItem(row["id"], row["prompt"], row["kind"], row["category"], row.get("answer"), path.stem) for row in rows
-    ]
+    return [SuiteItem(row["id"], row["prompt"], row["kind"], row["category"], row.get("answer"), path.stem)
+            for _, row in read_jsonl_objects(path, "lab suite")]
 
 
 def _load_aligned(lab_dir: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:

@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from realignkit.common import BadInputError
+from realignkit.common.jsonl import read_jsonl_objects
 from realignkit.evaluation.suite_items import SuiteItem, stratified_sample
 from realignkit.pipeline.sweep_config import SweepConfig
 
@@ -39,23 +40,21 @@ def load_lab_items(lab_dir: Path, limit: int | None = None, seed: int = 0) -> li
     for folder, split in LAB_SPLITS.items():
         split_items: list[SuiteItem] = []
         for path in sorted((lab_dir / "suites" / folder).glob("*.jsonl")):
-            for number, line in enumerate(path.read_text().splitlines(), start=1):
-                if line.strip():
-                    split_items.append(_lab_item(path, number, line, split))
+            split_items.extend(_lab_item(path, number, row, split)
+                               for number, row in read_jsonl_objects(path, "lab suite"))
         items.extend(stratified_sample(split_items, limit, seed))
     if not items:
         raise BadInputError(f"lab dir {str(lab_dir)!r} has no suites/select or suites/test JSONL files")
     return items
 
 
-def _lab_item(path: Path, number: int, line: str, split: str) -> SuiteItem:
+def _lab_item(path: Path, number: int, row: dict[str, Any], split: str) -> SuiteItem:
     try:
-        row = json.loads(line)
         fields = {k: row[k] for k in _ITEM_FIELDS if k in row and row[k] is not None}
         fields.setdefault("suite", path.stem)
         fields["meta"] = dict(fields.get("meta") or {}, split=split)
         return SuiteItem(**fields)
-    except (json.JSONDecodeError, TypeError, KeyError) as exc:
+    except (TypeError, KeyError) as exc:
         raise BadInputError(f"{path} line {number}: not a suite item ({exc})") from None
 
 
