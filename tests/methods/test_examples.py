@@ -37,3 +37,26 @@ def test_mergekit_example_is_a_recipe_realignkit_runs(path):
     config = parse_mergekit_config(data, str(path))
     assert config.base_model and len(config.models) == 2 and not config.warnings
     get_method(config.mapping.method)
+
+
+def test_sweep_example_is_a_valid_sweep_recipe(tmp_path):
+    """The example's paths are relative to the recipe: a lab built next to examples/ is found."""
+    import shutil
+
+    from realignkit.methods.registry import method_names
+    from realignkit.pipeline.sweep_config import build_config
+    from realignkit.pipeline.sweep_config import load_recipe as load_sweep_recipe
+
+    source = Path(__file__).resolve().parents[2] / "examples" / "sweep_smollm2_harmful_mix.yaml"
+    recipe = tmp_path / "examples" / source.name
+    recipe.parent.mkdir()
+    shutil.copy(source, recipe)
+    lab = tmp_path / "lab-smollm2"
+    for model in ("aligned", "harmful-mix-0.1-lora", "base"):
+        (lab / model).mkdir(parents=True)
+    (lab / "calibration").mkdir()
+    for name in ("antidote", "somf"):
+        (lab / "calibration" / f"{name}.jsonl").write_text("{}\n")
+    config = build_config(load_sweep_recipe(recipe), known_methods=set(method_names()))
+    assert Path(config.aligned).resolve() == (lab / "aligned").resolve()
+    assert config.grids["interpolate"]["alpha"][:3] == [0.1, 0.11, 0.12] and config.limit == 160
