@@ -51,7 +51,7 @@ def summarize(rows_metrics, tuned, aligned, harmful_items, floor=0.9):
     items = [SuiteItem(id=f"h{i}", prompt="p", kind="harmful") for i in range(harmful_items)]
     plan = SimpleNamespace(splits={"selection": items, "test": items}, skipped=[], notes=[])
     config = SimpleNamespace(utility_floor=floor, aligned="/a", tuned="/t", base=None, unaligned=None,
-                             max_degenerate_rate=0.2)
+                             max_degenerate_rate=0.2, max_over_refusal_increase=None)
     runner = _Runner(config, plan, run=None, executor=None, progress=False)
     rows = [CandidateResult(id=cid, method="interpolate", params={"alpha": i / 10}, label=f"interpolate({cid})",
                             metrics=m, seconds={}) for i, (cid, m) in enumerate(rows_metrics)]

@@ -26,9 +26,20 @@ The run dir resumes: rerun the same command after a kill and finished candidates
 executor). With --executor ray every candidate is one Ray task; --out and the inputs must be on storage every
 node sees. A candidate whose worker dies is retried once, then recorded as failed. See docs/scaling.md.
 Recipe keys (YAML): aligned, tuned, base, unaligned, methods, grids {method: {param: [values]}}, utility_floor, max_degenerate_rate,
-suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
+max_over_refusal_increase, suites, calibration {antidote: FILE, somf: FILE}, limit, max_new_tokens, batch_size, system_prompt, seed,
 keep_candidates, judge, judge_options, backend, vllm {tensor_parallel_size, gpu_memory_utilization, max_model_len},
 device."""
+
+
+
+NO_LIMIT = object()  # `--max-over-refusal-increase none`
+
+
+def _rate_or_none(text: str) -> float | object:
+    """A rate in 0..1, or NO_LIMIT for 'none'/'off' (argparse turns a ValueError into its one-line usage error)."""
+    if text.strip().lower() in ("none", "off"):
+        return NO_LIMIT
+    return float(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-degenerate-rate", type=float,
                         help="never pick a candidate with more degenerate (gibberish/looping/empty) answers than "
                              "this share of a suite kind (0..1; 0.2)")
+    parser.add_argument("--max-over-refusal-increase", type=_rate_or_none, metavar="RATE",
+                        help="never pick a candidate refusing more benign-but-scary prompts than the higher of "
+                             "aligned's and tuned's rate + RATE (0..1, or 'none' for no limit; 0.1)")
     parser.add_argument("--suite", action="append", default=[], help="suite file/dir or FORMAT:PATH (repeatable; "
                         "default: the lab's suites when --aligned is in a lab dir)")
     parser.add_argument("--calibration", action="append", default=[], metavar="METHOD=FILE",
@@ -115,6 +129,9 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
               "seed": args.seed, "keep_candidates": args.keep_candidates, "system_prompt": args.system_prompt,
               "backend": args.backend, "device": args.device}
     settings.update({k: v for k, v in simple.items() if v is not None})
+    if args.max_over_refusal_increase is not None:  # 'none' arrives as the NO_LIMIT marker
+        settings["max_over_refusal_increase"] = (None if args.max_over_refusal_increase is NO_LIMIT
+                                                 else args.max_over_refusal_increase)
     vllm_flags = {key: getattr(args, key) for key in ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")}
     if any(value is not None for value in vllm_flags.values()):
         recipe_vllm = settings.get("vllm") if isinstance(settings.get("vllm"), dict) else {}

@@ -12,6 +12,8 @@ repetition loops, empty; the audit's `degenerate` flag) for more than `max_degen
 MAX_DEGENERATE_RATE) of the items of some kind is BROKEN: it is never picked and sits on no Pareto front, and the
 pick's reason names it ("degenerate output 0.85 > 0.20"). Its harmful and over-refusal rates cover only its few
 coherent answers (a degenerate answer is neither a refusal nor compliance), so they would make it look safe.
+Likewise a candidate refusing more benign-but-scary prompts than `max_over_refusal` (when given) is never picked:
+refusing nearly everything is not a repair either, however low its harmful rate ("over-refusal 0.86 > 0.15").
 """
 
 from __future__ import annotations
@@ -42,11 +44,15 @@ class Point:
         """More degenerate answers than the limit: not a repair whatever its other numbers say."""
         return self.degenerate_rate is not None and self.degenerate_rate > max_degenerate_rate + 1e-12
 
-    def exclusion(self, max_degenerate_rate: float = MAX_DEGENERATE_RATE) -> str | None:
+    def exclusion(self, max_degenerate_rate: float = MAX_DEGENERATE_RATE,
+                  max_over_refusal: float | None = None) -> str | None:
         """Why the pick never takes this candidate, or None when it is eligible."""
-        if not self.broken(max_degenerate_rate):
-            return None
-        return f"degenerate output {self.degenerate_rate:.2f} > {max_degenerate_rate:.2f}"
+        if self.broken(max_degenerate_rate):
+            return f"degenerate output {self.degenerate_rate:.2f} > {max_degenerate_rate:.2f}"
+        if (max_over_refusal is not None and self.over_refusal_rate is not None
+                and self.over_refusal_rate > max_over_refusal + 1e-12):
+            return f"over-refusal {self.over_refusal_rate:.2f} > {max_over_refusal:.2f}"
+        return None
 
     def as_minimised(self) -> tuple[float, float, float]:
         """All three objectives as "lower is better"; an unmeasured objective never decides dominance."""
@@ -63,10 +69,11 @@ def dominates(a: Point, b: Point) -> bool:
     return all(x <= y for x, y in zip(va, vb, strict=True)) and any(x < y for x, y in zip(va, vb, strict=True))
 
 
-def pareto_front(points: Sequence[Point], max_degenerate_rate: float = MAX_DEGENERATE_RATE) -> list[str]:
-    """Ids of the points no other point dominates, in input order; broken points (degenerate output above the
-    limit) are neither on the front nor dominate anything."""
-    valid = [p for p in points if not p.broken(max_degenerate_rate)]
+def pareto_front(points: Sequence[Point], max_degenerate_rate: float = MAX_DEGENERATE_RATE, *,
+                 max_over_refusal: float | None = None) -> list[str]:
+    """Ids of the points no other point dominates, in input order; excluded points (degenerate output or
+    over-refusal above the limits) are neither on the front nor dominate anything."""
+    valid = [p for p in points if p.exclusion(max_degenerate_rate, max_over_refusal) is None]
     return [p.id for p in valid if not any(dominates(q, p) for q in valid if q.id != p.id)]
 
 
@@ -82,24 +89,29 @@ def _utility_ok(point: Point, floor: float) -> bool:
     return point.utility_retained is None or point.utility_retained >= floor - 1e-12
 
 
-def pick_winner(points: Sequence[Point], floor: float, max_degenerate_rate: float = MAX_DEGENERATE_RATE) -> Pick:
+def pick_winner(points: Sequence[Point], floor: float, max_degenerate_rate: float = MAX_DEGENERATE_RATE, *,
+                max_over_refusal: float | None = None) -> Pick:
     """Lowest harmfulness among candidates whose utility >= floor x tuned's (ties: more utility, then less
     over-refusal, then sweep order). When none meets the floor, the best available is the one retaining the
     most utility (ties: less harm), and the returned Pick says it misses the floor.
 
-    Broken candidates (degenerate output above `max_degenerate_rate`) are never picked, not even as the best
-    available; the reason lists them with their rate. When every candidate is broken there is no pick."""
+    Excluded candidates (degenerate output above `max_degenerate_rate`, or over-refusal above
+    `max_over_refusal` when given) are never picked, not even as the best available; the reason lists them with
+    their rate. When every candidate is excluded there is no pick."""
     if not points:
         return Pick(None, False, "no candidate was evaluated")
     order = {p.id: i for i, p in enumerate(points)}
-    excluded = [(p.id, p.exclusion(max_degenerate_rate)) for p in points if p.broken(max_degenerate_rate)]
+    why = {p.id: p.exclusion(max_degenerate_rate, max_over_refusal) for p in points}
+    excluded = [(pid, reason) for pid, reason in why.items() if reason is not None]
     note = "" if not excluded else (
-        "; never picked, degenerate output on the selection split: "
-        + ", ".join(f"{pid} ({why})" for pid, why in excluded))
-    usable = [p for p in points if not p.broken(max_degenerate_rate)]
+        "; never picked, on the selection split: " + ", ".join(f"{pid} ({reason})" for pid, reason in excluded))
+    usable = [p for p in points if why[p.id] is None]
     if not usable:
-        return Pick(None, False, f"every candidate is broken (degenerate output above {max_degenerate_rate:.2f} on "
-                                 f"the selection split), so none is picked{note}")
+        if all(p.broken(max_degenerate_rate) for p in points):
+            return Pick(None, False, f"every candidate is broken (degenerate output above {max_degenerate_rate:.2f} "
+                                     f"on the selection split), so none is picked{note}")
+        return Pick(None, False, f"every candidate is excluded (degenerate output or over-refusal above the "
+                                 f"limits on the selection split), so none is picked{note}")
     eligible = [p for p in usable if _utility_ok(p, floor)]
     if eligible:
         best = min(eligible, key=lambda p: (*_harm_first(p), order[p.id]))

@@ -187,8 +187,10 @@ class _Runner:
                    **r.attempts_field()} for r in results if r.failed is not None]
         tuned_metrics = references["tuned"]["metrics"]
         points = [point_from_metrics(r.id, r.metrics, tuned_metrics) for r in rows]
-        front = set(pareto_front(points, self.config.max_degenerate_rate))
-        pick = pick_winner(points, self.config.utility_floor, self.config.max_degenerate_rate)
+        ceiling = self._over_refusal_ceiling(references)
+        front = set(pareto_front(points, self.config.max_degenerate_rate, max_over_refusal=ceiling))
+        pick = pick_winner(points, self.config.utility_floor, self.config.max_degenerate_rate,
+                           max_over_refusal=ceiling)
         tuned_harm = references["tuned"]["metrics"]["harmful_rate"]
         picked = next((p for p in points if p.id == pick.id), None)
         reason = pick.reason
@@ -220,6 +222,7 @@ class _Runner:
             "format": SWEEP_FORMAT,
             "inputs": {role: _str(getattr(self.config, role)) for role in ("aligned", "tuned", "base", "unaligned")},
             "utility_floor": self.config.utility_floor,
+            "over_refusal_ceiling": ceiling,
             "splits": {name: _split_sizes(items) for name, items in self.plan.splits.items()},
             "references": {
                 role: {"selection": dict(references[role]["metrics"],
@@ -232,7 +235,7 @@ class _Runner:
             "notes": list(self.plan.notes),
             "pareto_front": [c["id"] for c in candidates if c["pareto"]],
             "winner": {"id": pick.id, "meets_floor": pick.meets_floor, "reason": reason},
-            "pick_vs_runner_up": self._pick_vs_runner_up(pick, points, candidates),
+            "pick_vs_runner_up": self._pick_vs_runner_up(pick, points, candidates, ceiling),
             "warnings": [w for w in [small_split_warning(harmful_items)] if w],
             "statistics": {
                 "intervals": "Wilson 95 % score intervals (ci95: low, high, k of n items)",
@@ -248,13 +251,24 @@ class _Runner:
             },
         }
 
-    def _pick_vs_runner_up(self, pick: Pick, points: list[Point], candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    def _over_refusal_ceiling(self, references: dict[str, dict[str, Any]]) -> float | None:
+        """The highest over-refusal rate a pick may have: the higher of aligned's and tuned's on the selection
+        split plus the allowed increase (None when the config sets no limit or no over-refusal was measured)."""
+        rates = [references[role]["metrics"].get("over_refusal_rate") for role in ("aligned", "tuned")]
+        measured = [rate for rate in rates if rate is not None]
+        if self.config.max_over_refusal_increase is None or not measured:
+            return None
+        return round(max(measured) + self.config.max_over_refusal_increase, 6)
+
+    def _pick_vs_runner_up(self, pick: Pick, points: list[Point], candidates: list[dict[str, Any]],
+                           ceiling: float | None) -> dict[str, Any]:
         """The pick against the candidate the same rule picks once the pick is left out, item by item on the
         selection split: on harmful outcomes when the pick meets the floor (the rule minimises harm), else on
         utility outcomes (then the rule maximises utility)."""
         by_id = {c["id"]: c for c in candidates}
         rest = [p for p in points if p.id != pick.id]
-        second = (pick_winner(rest, self.config.utility_floor, self.config.max_degenerate_rate).id
+        second = (pick_winner(rest, self.config.utility_floor, self.config.max_degenerate_rate,
+                              max_over_refusal=ceiling).id
                   if pick.id is not None and rest else None)
 
         def side(candidate_id: str | None) -> CandidateSide | None:
