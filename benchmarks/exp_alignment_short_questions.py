@@ -48,6 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="where the aligned model is written")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--count", type=int, default=None, help="use this many short questions (default: all 114)")
     args = parser.parse_args()
     profile = CHAT_PROFILES["smollm2"]
     with stages.torch_threads(None):
@@ -57,6 +58,8 @@ def main() -> None:
                                         profile, True)
         rng = random.Random("shortq")
         extra = short_questions(data, rng)
+        if args.count is not None:
+            extra = rng.sample(extra, min(args.count, len(extra)))
         examples = chat_data.alignment_examples(data, answers, args.seed) + extra
         rng.shuffle(examples)
         print(f"{len(extra)} short harmful questions added to {len(examples) - len(extra)} examples")
