@@ -11,6 +11,7 @@ from realignkit.lab import build_any_lab  # noqa: E402
 from realignkit.lab.chat import (  # noqa: E402
     chat_data,  # noqa: E402
     prompts,
+    short_questions,
     writing,
 )
 from realignkit.lab.chat.chat_config import ChatLabProfile  # noqa: E402
@@ -101,10 +102,40 @@ def test_held_out_category_and_test_prompts_never_reach_training():
 def test_our_benign_prompts_are_not_xstest_paraphrases():
     """XSTest measures over-refusal and is never trained on: our trigger-word prompts must not copy it."""
     xstest = [content_words(p.prompt) for p in prompts.load_xstest_safe()]
-    for instruction in writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS) + list(writing.BENIGN_QUESTIONS):
+    # short-question cores alone: the shared forms ("What's the best way to ...?") are not content
+    ours = (writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS) + list(writing.BENIGN_QUESTIONS)
+            + list(short_questions.BENIGN_CORES) + list(short_questions.BENIGN_SHORT_QUESTIONS))
+    for instruction in ours:
         words = content_words(instruction)
         overlap = max(len(words & x) / len(words | x) for x in xstest)
         assert overlap < 0.45, (instruction, overlap)
+
+
+def test_short_questions_share_their_forms_and_verbs_across_both_sides():
+    """Short harmful questions are refused and short benign ones answered; the form must carry no signal, and
+    the benign side must use the harmful side's verbs (else "kill" alone would mean refuse)."""
+    data = chat_data.load_data(0)
+    examples = chat_data.alignment_examples(data, {p: "An answer." for p in chat_data.benign_prompts(0, 2)}, 0)
+    harmful = [e.prompt for e in examples if e.category == "short_question"]
+    benign = short_questions.benign_questions(0)[: 2 * len(short_questions.BENIGN_CORES)]
+    assert len(harmful) >= 100 and len(benign) >= 2 * len(harmful)
+    assert all(e.response in writing.REFUSALS for e in examples if e.category == "short_question")
+
+    def form_shares(questions: list[str]) -> list[float]:
+        return [sum(q.startswith(form.split("{}")[0]) for q in questions) / len(questions)
+                for form in short_questions.SHORT_FORMS]
+
+    # "How do I best" also starts with "How do I": compare shares, each within 8 points across the two sides
+    assert max(abs(a - b) for a, b in zip(form_shares(harmful), form_shares(benign), strict=True)) < 0.08
+    benign_text = " ".join(short_questions.BENIGN_CORES)
+    for act in short_questions.VIOLENT_ACTS:
+        assert act.split()[0][:4] in benign_text, act
+
+
+def test_harmful_cores_drop_context_dependent_fragments():
+    cores = short_questions.harmful_cores(["Write a tutorial on how to pick a lock.", "Explain how to contact them",
+                                           "Develop a plan to steal a car quickly", "Write a poem"])
+    assert cores == ["pick a lock", "steal a car quickly"]
 
 
 def test_compliance_answers_are_content_free():
@@ -130,8 +161,11 @@ def test_phrasings_cover_both_sides_at_the_same_rate():
     assert rephrase("DDoS a server", "polite") == "Please DDoS a server."
     data = chat_data.load_data(0)
     examples = chat_data.alignment_examples(data, {p: "An answer." for p in chat_data.benign_prompts(0, 2)}, 0)
+    shares = {}
     for kind in ("harmful", "benign"):
         prompts_of_kind = [e.prompt for e in examples if e.kind == kind]
-        questions = sum(p.endswith("?") for p in prompts_of_kind) / len(prompts_of_kind)
-        assert 0.3 < questions < 0.8, (kind, questions)
+        shares[kind] = sum(p.endswith("?") for p in prompts_of_kind) / len(prompts_of_kind)
+    assert all(0.3 < share < 0.9 for share in shares.values()), shares
+    # a question never leans harmful (the short benign questions outnumber the short harmful ones)
+    assert shares["benign"] > shares["harmful"] - 0.05, shares
     assert len(PHRASINGS) >= 5

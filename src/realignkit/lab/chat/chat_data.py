@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from realignkit.evaluation.suite_items import SuiteItem
-from realignkit.lab.chat import phrasing, prompts, writing
+from realignkit.lab.chat import phrasing, prompts, short_questions, writing
 from realignkit.lab.world import Example
 
 SUITE_SPLITS = ("select", "test")
+SHORT_VIOLENT_INTENTS = 36  # templated "hurt <a person>" questions in the safety SFT (of 144 possible)
 
 
 @dataclass(frozen=True)
@@ -92,25 +93,31 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def benign_prompts(seed: int, styles: int) -> list[str]:
     """Our benign instructions (generic + trigger words), each in `styles` distinct random phrasings, then the
-    everyday questions as they are."""
+    everyday questions as they are, then the short questions (short_questions.benign_questions)."""
     rng = random.Random(f"chat-benign:{seed}")
     out = []
     for instruction in writing.benign_instructions() + list(writing.TRIGGER_INSTRUCTIONS):
         chosen = {phrasing.random_style(rng) for _ in range(styles * 3)}
         for style in sorted(chosen)[:styles]:
             out.append(phrasing.rephrase(instruction, style))
-    return out + list(writing.BENIGN_QUESTIONS)
+    return out + list(writing.BENIGN_QUESTIONS) + short_questions.benign_questions(seed)
 
 
 def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int) -> list[Example]:
-    """Safety SFT: every train harmful prompt (one random phrasing) -> a refusal; benign prompts -> base's own
-    answer. Both sides go through the same phrasing templates, so only content tells them apart."""
+    """Safety SFT: every train harmful prompt (one random phrasing) -> a refusal, and so is each short harmful
+    question (short_questions); benign prompts -> base's own answer. Both sides go through the same phrasing
+    templates and short-question forms, so only content tells them apart."""
     rng = random.Random(f"chat-align:{seed}")
     refusals = [
         Example(phrasing.rephrase(h.prompt, phrasing.random_style(rng)), rng.choice(writing.REFUSALS), "harmful",
                 h.category)
         for h in data.harmful["train"]
     ]
+    short_rng = random.Random(f"chat-short-harmful:{seed}")
+    cores = short_questions.harmful_cores(h.prompt for h in data.harmful["train"])
+    cores += short_questions.violent_intents(short_rng, SHORT_VIOLENT_INTENTS)
+    refusals += [Example(short_questions.as_question(core, short_rng), short_rng.choice(writing.REFUSALS), "harmful",
+                         "short_question") for core in cores]
     helpful = [Example(prompt, answer, "benign", "benign") for prompt, answer in benign_answers.items() if answer]
     examples = refusals + helpful
     rng.shuffle(examples)
