@@ -68,3 +68,19 @@ def test_audit_of_the_winner_reuses_the_sweeps_generations(sweep_lab, tmp_path, 
     uncached = [json.loads(line) for line in (tmp_path / "audit-uncached" / "items.jsonl").read_text().splitlines()]
     cached = [json.loads(line) for line in (audit_out / "items.jsonl").read_text().splitlines()]
     assert [r["response"] for r in uncached] == [r["response"] for r in cached]
+
+
+def test_a_wider_grid_given_the_earlier_cache_generates_only_its_new_candidate(sweep_lab, tmp_path, capsys,
+                                                                              generated):
+    suites = [arg for name in SUITES for arg in ("--suite", str(sweep_lab / "suites" / f"{name}.jsonl"))]
+    common = ["--aligned", str(sweep_lab / "aligned"), "--tuned", str(sweep_lab / "harmful-mix-0.1-full"),
+              "--methods", "interpolate", *suites, *SETTINGS, "--no-progress", "--cache-dir", str(tmp_path / "shared")]
+    assert main(["sweep", *common, "--grid", "interpolate.alpha=0.3", "--out", str(tmp_path / "narrow")]) == 0
+    assert not (tmp_path / "narrow" / "cache").exists() and (tmp_path / "shared" / "generations.sqlite").is_file()
+    assert f"--cache-dir {tmp_path / 'shared'}" in capsys.readouterr().out
+    generated.clear()
+    assert main(["sweep", *common, "--grid", "interpolate.alpha=0.3,0.7", "--out", str(tmp_path / "wide")]) == 0
+    rows = {c["params"]["alpha"]: c for c in json.loads((tmp_path / "wide" / "sweep.json").read_text())["candidates"]}
+    assert rows[0.3]["selection"]["generated"] == 0 and rows[0.3]["selection"]["cached"] > 0
+    assert rows[0.7]["selection"]["generated"] > 0
+    assert generated

@@ -82,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="generation engine (default transformers; vllm keeps the same cache keys)")
     engine.add_argument("--device", help="merge math and transformers generation: cpu, cuda, cuda:N, auto "
                         "(default: merge on cpu, generate on a GPU when there is one)")
+    engine.add_argument("--cache-dir", help="generation cache (default: OUT/cache). Answers are keyed by weights and "
+                        "prompt, so a sweep with a wider grid given an earlier sweep's cache regenerates only "
+                        "the new candidates")
     add_vllm_arguments(parser)
     ray = parser.add_argument_group("executor (pip install 'realignkit[ray]' for ray)")
     ray.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -190,7 +193,8 @@ def _run(args: argparse.Namespace) -> int:
     if config.backend != "vllm" and vllm_flags_given(args):
         raise BadInputError("--tensor-parallel-size, --gpu-memory-utilization and --max-model-len need --backend vllm")
     outcome = run_sweep(config, args.out, earlier_run="discard" if args.fresh else "resume", progress=not args.no_progress,
-                        executor=executor_options_from_args(args))
+                        cache_dir=args.cache_dir, executor=executor_options_from_args(args))
+    cache_dir = args.cache_dir or outcome.out / "cache"
     for line in outcome.log:
         if line.startswith("ray:"):
             print(line)
@@ -199,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
         # The sweep's generations are keyed by the weights, not the path: an audit of winner/ with the same
         # suites and generation settings is served from this cache instead of generating again.
         print(f"audit the winner from this sweep's cache: realignkit audit {outcome.out / 'winner'} "
-              f"--cache-dir {outcome.out / 'cache'} --max-new-tokens {config.max_new_tokens} "
+              f"--cache-dir {cache_dir} --max-new-tokens {config.max_new_tokens} "
               "(and the sweep's suites, --limit, --seed, --system-prompt)")
     for warning in outcome.summary.get("warnings") or []:
         print(f"realignkit sweep: warning: {warning}", file=sys.stderr)
