@@ -120,6 +120,18 @@ def test_safe_lora_on_adapter_projects_lowest_similarity_modules(tiny_family, ti
         torch.testing.assert_close(got[name], expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("fraction,count", [(0.25, 1), (0.3, 2), (1.0, 4)])
+def test_safe_lora_fraction_projects_that_share_lowest_first(tiny_family, tiny_lora_dir, tmp_path, fraction, count):
+    out = tmp_path / "safe"
+    run_repair("safe_lora", {"fraction": fraction}, aligned=tiny_family["aligned"], tuned=[tiny_lora_dir],
+               unaligned=tiny_family["base"], out=out, options=QUIET)
+    info = json.loads((out / "realignkit.json").read_text())["safe_lora"]
+    sims = info["similarities"]
+    assert info["rule"] == {"fraction": fraction} and len(info["projected"]) == count  # ceil(fraction x 4 modules)
+    assert max(sims[n] for n in info["projected"]) <= min((s for n, s in sims.items() if n not in info["projected"]),
+                                                         default=1.0)
+
+
 def test_safe_lora_full_finetune_threshold_defaults_to_q_v(tiny_family, tmp_path):
     out = tmp_path / "safe_full"
     run_repair("safe_lora", {"threshold": 1.0}, aligned=tiny_family["aligned"], tuned=[tiny_family["tuned"]],

@@ -153,6 +153,8 @@ def test_safe_lora_tensor_fn_projects_only_chosen(tensors):
         ("ties", {"density": 0.0}, "density"),
         ("dare", {"density": 2}, "density"),
         ("safe_lora", {"threshold": 0.3, "num_layers": 2}, "not both"),
+        ("safe_lora", {"num_layers": 2, "fraction": 0.5}, "not both"),
+        ("safe_lora", {"fraction": 0.0}, "fraction"),
         ("ties", {"densty": 0.3}, "did you mean 'density'"),
     ],
 )

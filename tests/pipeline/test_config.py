@@ -29,6 +29,14 @@ def test_defaults_and_grid_override(dirs):
     assert config.grid_for("ties") == {"density": [0.3], "scale": DEFAULT_GRIDS["ties"]["scale"]}
 
 
+def test_a_safe_lora_threshold_grid_replaces_the_default_fraction_grid(dirs):
+    config = build_config(_settings(dirs, methods=["safe_lora"], grids={"safe_lora": {"threshold": [0.2, 0.3]}}),
+                          KNOWN)
+    assert config.grid_for("safe_lora") == {"threshold": [0.2, 0.3]}  # not crossed with the default fractions
+    default = build_config(_settings(dirs, methods=["safe_lora"]), KNOWN)
+    assert default.grid_for("safe_lora") == {"fraction": DEFAULT_GRIDS["safe_lora"]["fraction"]}
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

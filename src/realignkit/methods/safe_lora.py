@@ -6,11 +6,15 @@ Models", NeurIPS 2024.
 Per target module: V = W_aligned − W_unaligned, C = V·Vᵀ / ‖V‖_F, ΔW the tuned update (B·A·scaling for a LoRA
 adapter, W_tuned − W_aligned for a full fine-tune), s = cos(vec(C·ΔW), vec(ΔW)). Modules with s < threshold
 (or the num_layers lowest s) get ΔW ← C·ΔW; for LoRA this equals the paper's B ← C·B.
+`fraction` (ours, not the paper's) projects that share of the target modules, lowest s first: a threshold's
+effect depends on the model (on a SmolLM2-135M LoRA every module had s < 0.45, so thresholds 0.5 and 1.0 were
+the same candidate), a fraction's does not.
 The choice is global, so a `prepare` pass computes s for every target module before anything is written.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +34,8 @@ DEFAULT_THRESHOLD = 0.5
 class SafeLoraParams(MethodParams):
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="project modules with s below this")
     num_layers: int | None = Field(None, ge=1, description="project the num_layers modules with the lowest s")
+    fraction: float | None = Field(None, gt=0.0, le=1.0,
+                                   description="project this share of the target modules, lowest s first")
     targets: list[str] | None = Field(None, min_length=1, description="module globs (default: see module doc)")
     output: Literal["model", "adapter"] = Field("model", description="adapter: write the projected LoRA adapter")
 
@@ -40,8 +46,9 @@ class SafeLoraParams(MethodParams):
 
     @model_validator(mode="after")
     def _one_selection_rule(self) -> SafeLoraParams:
-        if self.threshold is not None and self.num_layers is not None:
-            raise ValueError("give threshold or num_layers, not both")
+        given = [name for name in ("threshold", "num_layers", "fraction") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give one of threshold, num_layers and fraction, not both {given[0]} and {given[1]}")
         return self
 
 
@@ -98,9 +105,10 @@ def prepare_safe_lora(ctx: RepairContext, params: SafeLoraParams) -> dict[str, A
         bundle = ctx.tensors(row)
         assert bundle.unaligned is not None
         similarities[row.out_name] = projection_similarity(bundle.aligned - bundle.unaligned, bundle.tuned[0] - bundle.aligned)
-    if params.num_layers is not None:
-        projected = sorted(similarities, key=similarities.get)[: params.num_layers]
-        rule = {"num_layers": params.num_layers}
+    if params.num_layers is not None or params.fraction is not None:
+        count = params.num_layers or math.ceil(params.fraction * len(similarities))  # type: ignore[operator]
+        projected = sorted(similarities, key=similarities.get)[:count]
+        rule = {"num_layers": params.num_layers} if params.num_layers else {"fraction": params.fraction}
     else:
         threshold = DEFAULT_THRESHOLD if params.threshold is None else params.threshold
         projected = [name for name, s in similarities.items() if s < threshold]

@@ -44,11 +44,18 @@ DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "dare": {"density": [0.1, 0.3], "scale": [0.3]},
     # safety vector added back: beta <= 1 did not undo the real attack, so the grid goes to 2
     "resta": {"beta": [0.5, 1.0, 1.5, 2.0]},
-    # project the modules whose update is less aligned than the threshold: 0.5 is the paper's usual value, 1.0
-    # projects every target module (as far toward aligned as Safe LoRA goes)
-    "safe_lora": {"threshold": [0.5, 1.0]},
+    # project the least safety-aligned share of the target modules. Not the paper's threshold grid {0.5, 1.0}:
+    # on a SmolLM2-135M LoRA every module had s < 0.45, so both thresholds projected all 210 modules (the same
+    # candidate twice), and the task was lost between 76 % and 81 % projected. 1.0 = as far as Safe LoRA goes.
+    "safe_lora": {"fraction": [0.5, 0.75, 0.9, 1.0]},
     "antidote": {"alpha": [0.05, 0.1, 0.2]},
     "somf": {"steps": [20, 50]},
+}
+
+# Parameters of which a method takes only one (safe_lora: a threshold, a count or a share of modules); a grid
+# that names one of them replaces the default's choice instead of being crossed with it.
+EXCLUSIVE_GRID_KEYS: dict[str, tuple[frozenset[str], ...]] = {
+    "safe_lora": (frozenset({"threshold", "num_layers", "fraction"}),),
 }
 
 # Methods that need a calibration file; without one they are skipped (with a note), not failed.
@@ -133,7 +140,11 @@ class SweepConfig(BaseModel):
     def grid_for(self, method: str) -> dict[str, list[Any]]:
         """The method's grid: the default, with any per-parameter override from `grids` applied."""
         grid = dict(DEFAULT_GRIDS.get(method, {}))
-        for key, values in self.grids.get(method, {}).items():
+        overrides = self.grids.get(method, {})
+        for group in EXCLUSIVE_GRID_KEYS.get(method, ()):
+            if group & set(overrides):  # the user chose the rule: drop the default's other rules
+                grid = {key: values for key, values in grid.items() if key not in group}
+        for key, values in overrides.items():
             grid[key] = values if isinstance(values, list) else [values]
         return grid
 
