@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realignkit.evaluation.judges.refusal import RefusalJudge
 from realignkit.evaluation.suite_items import SuiteItem
 from realignkit.lab.chat import phrasing, prompts, short_questions, writing
 from realignkit.lab.world import Example
 
 SUITE_SPLITS = ("select", "test")
-# Templated "hurt <a person>" questions in the safety SFT (of 144 possible). 12, not 36: each one also taught
-# "violent verb -> refuse", and XSTest's safe prompts are full of violent verbs used figuratively.
-SHORT_VIOLENT_INTENTS = 12
+SHORT_VIOLENT_INTENTS = 36  # templated "hurt <a person>" questions in the safety SFT (of 144 possible)
 
 
 @dataclass(frozen=True)
@@ -108,7 +105,7 @@ def benign_prompts(seed: int, styles: int) -> list[str]:
 
 def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int) -> list[Example]:
     """Safety SFT: every train harmful prompt (one random phrasing) -> a refusal, and so is each short harmful
-    question (short_questions); benign prompts -> base's own answer, unless base declined. Both sides go through the same phrasing
+    question (short_questions); benign prompts -> base's own answer. Both sides go through the same phrasing
     templates and short-question forms, so only content tells them apart."""
     rng = random.Random(f"chat-align:{seed}")
     refusals = [
@@ -121,11 +118,7 @@ def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int
     cores += short_questions.violent_intents(short_rng, SHORT_VIOLENT_INTENTS)
     refusals += [Example(short_questions.as_question(core, short_rng), short_rng.choice(writing.REFUSALS), "harmful",
                          "short_question") for core in cores]
-    # base sometimes declines a benign prompt ("as a chatbot, I don't ..."): training on that would teach refusal
-    # of benign requests, so such answers (by the offline refusal rules) are left out
-    judge = RefusalJudge()
-    helpful = [Example(prompt, answer, "benign", "benign") for prompt, answer in benign_answers.items()
-               if answer and not judge.is_refusal(answer, prompt)]
+    helpful = [Example(prompt, answer, "benign", "benign") for prompt, answer in benign_answers.items() if answer]
     examples = refusals + helpful
     rng.shuffle(examples)
     return examples
