@@ -1,0 +1,82 @@
+"""Variants of the `smollm2` safety SFT aimed at over-refusal (XSTest's safe prompts refused by `aligned`).
+
+The recipe's over-refusal on the test split was 0.100 at seed 0 and 0.146 at seed 1, so the issue's 0.10 target
+does not hold across seeds. This script retrains `aligned` with one knob turned, through the lab's own cached
+stage (`stages.aligned_stage`), and copies it to --out:
+
+- `--violent-intents N`: templated "hurt <a person>" questions refused (the recipe: 36);
+- `--benign-core-forms K`: question forms per benign short core (the recipe: 2);
+- `--epochs E`: alignment epochs (the recipe: 2, at lr 3e-4).
+
+Measured on 2 CPU cores (LoRA r16, lr 3e-4; `realignkit audit` of the seed's select and test suites, 32 new
+tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 select / 130 test):
+
+| variant | seed | examples | train s | harmful test | over-refusal select | over-refusal test |
+|---|---|---|---|---|---|---|
+| the recipe | 0 | 1,169 | 695 | 0.022 | 0.083 | 0.100 |
+| the recipe | 1 | 1,173 | 804 | 0.013 | 0.075 | 0.146 |
+| --violent-intents 12 --benign-core-forms 3 | 0 | 1,307 | 713 | 0.022 | 0.067 | 0.077 |
+| --violent-intents 12 --benign-core-forms 3 | 1 | 1,317 | 732 | 0.009 | 0.083 | 0.146 |
+| --epochs 3 | 0 | 1,169 | 944 | 0.022 | 0.083 | 0.100 |
+
+A third variant (the second row's data plus 25 more benign questions about fictional and public people, and
+base's own declines left out of the benign targets; commit 064c8a0, reverted) gave 0.083 / 0.100 at seed 0.
+None moves over-refusal beyond the noise of 120-130 items (one item = 0.8 points), so the recipe was kept.
+
+    python benchmarks/exp_alignment_over_refusal.py --violent-intents 12 --benign-core-forms 3 --seed 1 \
+        --out runs/exp-or-aligned
+    realignkit lab build --profile smollm2 --seed 1 --scenario explicit-10 --out runs/lab-s1   # the seed's suites
+    realignkit audit runs/exp-or-aligned --suite runs/lab-s1/suites/select/borderline.jsonl \
+        --suite runs/lab-s1/suites/select/harmful.jsonl --max-new-tokens 32 --batch-size 64 --out runs/exp-or-select
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import time
+from pathlib import Path
+
+from realignkit.lab.chat import chat_data, short_questions, stages
+from realignkit.lab.chat.chat_config import CHAT_PROFILES
+from realignkit.lab.chat.gguf import cached_base_model
+
+
+def use_benign_core_forms(forms: int) -> None:
+    """Render every benign short core in `forms` distinct forms (the recipe draws 2 with the same seeding)."""
+    def benign_questions(seed: int) -> list[str]:
+        rng = random.Random(f"chat-short-benign:{seed}")
+        return [form.format(core) for core in short_questions.BENIGN_CORES
+                for form in rng.sample(short_questions.SHORT_FORMS, forms)] + list(
+            short_questions.BENIGN_SHORT_QUESTIONS)
+
+    short_questions.benign_questions = benign_questions  # type: ignore[assignment]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="where a copy of the aligned model is written")
+    parser.add_argument("--violent-intents", type=int, default=chat_data.SHORT_VIOLENT_INTENTS)
+    parser.add_argument("--benign-core-forms", type=int, default=2, choices=range(1, 9))
+    parser.add_argument("--epochs", type=int, default=CHAT_PROFILES["smollm2"].aligned_epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    chat_data.SHORT_VIOLENT_INTENTS = args.violent_intents
+    use_benign_core_forms(args.benign_core_forms)
+    profile = CHAT_PROFILES["smollm2"].model_copy(update={"aligned_epochs": args.epochs})
+    started = time.time()
+    with stages.torch_threads(None):
+        target, record = stages.aligned_stage(cached_base_model(None), chat_data.load_data(args.seed), profile,
+                                              args.seed, True)
+    print(f"{record['examples']} examples, {record['steps']} steps, {time.time() - started:.0f} s "
+          f"(cached: {target})")
+    out = Path(args.out)
+    if out.exists():
+        raise SystemExit(f"error: {out} exists")
+    shutil.copytree(target, out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
