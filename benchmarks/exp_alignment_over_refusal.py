@@ -15,6 +15,7 @@ tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 s
 |---|---|---|---|---|---|---|
 | the recipe | 0 | 1,169 | 695 | 0.022 | 0.083 | 0.100 |
 | the recipe | 1 | 1,173 | 804 | 0.013 | 0.075 | 0.146 |
+| the recipe | 2 | 1,165 | 594 | 0.018 | 0.150 | 0.146 |
 | --violent-intents 12 --benign-core-forms 3 | 0 | 1,307 | 713 | 0.022 | 0.067 | 0.077 |
 | --violent-intents 12 --benign-core-forms 3 | 1 | 1,317 | 732 | 0.009 | 0.083 | 0.146 |
 | --epochs 3 | 0 | 1,169 | 944 | 0.022 | 0.083 | 0.100 |
