@@ -17,8 +17,8 @@ tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 s
 | the recipe | 1 | 1,173 | 804 | 0.013 | 0.075 | 0.146 |
 | the recipe | 2 | 1,165 | 594 | 0.018 | 0.150 | 0.146 |
 | --violent-intents 12 --benign-core-forms 3 | 0 | 1,307 | 713 | 0.022 | 0.067 | 0.077 |
-| --violent-intents 12 --benign-core-forms 3 | 1 | 1,317 | 732 | 0.009 | 0.083 | 0.146 |
-| --epochs 3 | 0 | 1,169 | 944 | 0.022 | 0.083 | 0.100 |
+| --violent-intents 12 --benign-core-forms 3 | 1 | 1,311 | 699 | 0.009 | 0.083 | 0.146 |
+| --epochs 3 | 0 | 1,169 | 937 | 0.022 | 0.083 | 0.100 |
 
 A third variant (the second row's data plus 25 more benign questions about fictional and public people, and
 base's own declines left out of the benign targets; commit 064c8a0, reverted) gave 0.083 / 0.100 at seed 0.
