@@ -135,6 +135,14 @@ def test_safe_lora_projection_formula():
     assert projection_similarity(safety, update) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("fraction,total,count", [(0.7, 10, 7), (0.3, 4, 2), (0.25, 4, 1), (1.0, 210, 210),
+                                                   (0.75, 210, 158), (0.01, 3, 1)])
+def test_safe_lora_fraction_counts_modules_by_ceiling(fraction, total, count):
+    from realignkit.methods.safe_lora import share_count
+
+    assert share_count(fraction, total) == count
+
+
 def test_safe_lora_tensor_fn_projects_only_chosen(tensors):
     aligned, tuned, unaligned = tensors
     name = "model.layers.0.self_attn.q_proj.weight"

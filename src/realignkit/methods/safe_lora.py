@@ -73,6 +73,11 @@ def projection_similarity(safety: torch.Tensor, update: torch.Tensor) -> float:
     return float(torch.dot(projected, flat) / denominator)
 
 
+def share_count(fraction: float, total: int) -> int:
+    """ceil(fraction × total), immune to float noise (0.7 × 10 = 7.000000000000001 is 7 modules, not 8)."""
+    return math.ceil(round(fraction * total, 9))
+
+
 def _targets(ctx: RepairContext, params: SafeLoraParams) -> list[str] | str:
     if params.targets is not None:
         return params.targets
@@ -105,10 +110,13 @@ def prepare_safe_lora(ctx: RepairContext, params: SafeLoraParams) -> dict[str, A
         bundle = ctx.tensors(row)
         assert bundle.unaligned is not None
         similarities[row.out_name] = projection_similarity(bundle.aligned - bundle.unaligned, bundle.tuned[0] - bundle.aligned)
-    if params.num_layers is not None or params.fraction is not None:
-        count = params.num_layers or math.ceil(params.fraction * len(similarities))  # type: ignore[operator]
-        projected = sorted(similarities, key=similarities.get)[:count]
-        rule = {"num_layers": params.num_layers} if params.num_layers else {"fraction": params.fraction}
+    lowest_first = sorted(similarities, key=similarities.get)
+    if params.num_layers is not None:
+        projected = lowest_first[: params.num_layers]
+        rule: dict[str, float] = {"num_layers": params.num_layers}
+    elif params.fraction is not None:
+        projected = lowest_first[: share_count(params.fraction, len(lowest_first))]
+        rule = {"fraction": params.fraction}
     else:
         threshold = DEFAULT_THRESHOLD if params.threshold is None else params.threshold
         projected = [name for name, s in similarities.items() if s < threshold]
