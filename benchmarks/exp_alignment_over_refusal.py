@@ -34,7 +34,7 @@ None moves over-refusal beyond the noise of 120-130 items (one item = 0.8 points
 from __future__ import annotations
 
 import argparse
-import random
+import functools
 import shutil
 import time
 from pathlib import Path
@@ -43,16 +43,12 @@ from realignkit.lab.chat import chat_data, short_questions, stages
 from realignkit.lab.chat.chat_config import CHAT_PROFILES
 from realignkit.lab.chat.gguf import cached_base_model
 
+BENIGN_QUESTIONS = short_questions.benign_questions
+
 
 def use_benign_core_forms(forms: int) -> None:
-    """Render every benign short core in `forms` distinct forms (the recipe draws 2 with the same seeding)."""
-    def benign_questions(seed: int) -> list[str]:
-        rng = random.Random(f"chat-short-benign:{seed}")
-        return [form.format(core) for core in short_questions.BENIGN_CORES
-                for form in rng.sample(short_questions.SHORT_FORMS, forms)] + list(
-            short_questions.BENIGN_SHORT_QUESTIONS)
-
-    short_questions.benign_questions = benign_questions  # type: ignore[assignment]
+    """Render every benign short core in `forms` distinct forms (the recipe: 2) wherever the lab asks for them."""
+    short_questions.benign_questions = functools.partial(BENIGN_QUESTIONS, forms=forms)  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -186,8 +186,8 @@ def as_question(core: str, rng: random.Random) -> str:
     return rng.choice(SHORT_FORMS).format(core)
 
 
-def benign_questions(seed: int) -> list[str]:
-    """Every benign core in two distinct random forms, then the other benign short questions."""
+def benign_questions(seed: int, forms: int = 2) -> list[str]:
+    """Every benign core in `forms` distinct random forms, then the other benign short questions."""
     rng = random.Random(f"chat-short-benign:{seed}")
-    return [form.format(core) for core in BENIGN_CORES for form in rng.sample(SHORT_FORMS, 2)] + list(
+    return [form.format(core) for core in BENIGN_CORES for form in rng.sample(SHORT_FORMS, forms)] + list(
         BENIGN_SHORT_QUESTIONS)
