@@ -6,7 +6,9 @@ stage (`stages.aligned_stage`), and copies it to --out:
 
 - `--violent-intents N`: templated "hurt <a person>" questions refused (the recipe: 36);
 - `--benign-core-forms K`: question forms per benign short core (the recipe: 2);
-- `--epochs E`: alignment epochs (the recipe: 2, at lr 3e-4).
+- `--epochs E`: alignment epochs (the recipe: 2);
+- `--lr LR`: the alignment's learning rate (LoRA r16; the earlier recipe: 3e-4, now 1e-3);
+- `--bench-refusals N`: how many train-split AdvBench/HarmBench prompts are refused (the earlier recipe: all).
 
 Measured on 2 CPU cores (LoRA r16, lr 3e-4; `realignkit audit` of the seed's select and test suites, 32 new
 tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 select / 130 test):
@@ -57,11 +59,14 @@ def main() -> None:
     parser.add_argument("--violent-intents", type=int, default=chat_data.SHORT_VIOLENT_INTENTS)
     parser.add_argument("--benign-core-forms", type=int, default=2, choices=range(1, 9))
     parser.add_argument("--epochs", type=int, default=CHAT_PROFILES["smollm2"].aligned_epochs)
+    parser.add_argument("--lr", type=float, default=CHAT_PROFILES["smollm2"].aligned_lr)
+    parser.add_argument("--bench-refusals", type=int, default=CHAT_PROFILES["smollm2"].bench_refusals)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     chat_data.SHORT_VIOLENT_INTENTS = args.violent_intents
     use_benign_core_forms(args.benign_core_forms)
-    profile = CHAT_PROFILES["smollm2"].model_copy(update={"aligned_epochs": args.epochs})
+    profile = CHAT_PROFILES["smollm2"].model_copy(update={"aligned_epochs": args.epochs, "aligned_lr": args.lr,
+                                                          "bench_refusals": args.bench_refusals})
     started = time.time()
     with stages.torch_threads(None):
         target, record = stages.aligned_stage(cached_base_model(None), chat_data.load_data(args.seed), profile,

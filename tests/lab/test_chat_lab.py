@@ -132,6 +132,26 @@ def test_short_questions_share_their_forms_and_verbs_across_both_sides():
         assert act.split()[0][:4] in benign_text, act
 
 
+def test_bench_refusals_subsample_the_benchmark_prompts_only():
+    """A subset of the train benchmark prompts is refused as written; the short questions cut from all of them,
+    and the benign side, stay as they are."""
+    data = chat_data.load_data(0)
+    answers = {p: "An answer." for p in chat_data.benign_prompts(0, 2)}
+    full = chat_data.alignment_examples(data, answers, 0)
+    subset = chat_data.alignment_examples(data, answers, 0, bench_refusals=50)
+
+    def bench(examples: list) -> list:
+        return [e for e in examples if e.kind == "harmful" and e.category != "short_question"]
+
+    assert len(bench(full)) == len(data.harmful["train"]) and len(bench(subset)) == 50
+    assert {e.category for e in bench(subset)} <= {p.category for p in data.harmful["train"]}
+    for kind in ("benign", "short_question"):
+        assert sorted(e.prompt for e in full if kind in (e.kind, e.category)) == sorted(
+            e.prompt for e in subset if kind in (e.kind, e.category))
+    assert chat_data.alignment_examples(data, answers, 0, bench_refusals=50) == subset  # seeded
+    assert chat_data.alignment_examples(data, answers, 0, bench_refusals=10_000) == full
+
+
 def test_harmful_cores_drop_context_dependent_fragments():
     cores = short_questions.harmful_cores(["Write a tutorial on how to pick a lock.", "Explain how to contact them",
                                            "Develop a plan to steal a car quickly", "Write a poem"])

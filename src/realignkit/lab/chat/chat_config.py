@@ -23,6 +23,8 @@ class ChatLabProfile(BaseModel):
     # a CPU (3.5 vs 5.7 s at batch 8 x 85 tokens, 2 threads), which `make demo`'s 20 minutes need.
     benign_styles: int = Field(2, ge=1)  # phrasings per benign instruction (harmful ones get one each)
     base_answer_tokens: int = Field(48, ge=8)  # base's own answers to benign prompts are the SFT targets
+    # How many train-split benchmark prompts the SFT refuses (None: all of them, about 270).
+    bench_refusals: int | None = Field(None, ge=1)
     aligned_kind: Literal["full", "lora"] = "lora"
     aligned_lora_rank: int = Field(16, ge=1)
     aligned_epochs: int = Field(2, ge=1)

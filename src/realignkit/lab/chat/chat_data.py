@@ -103,15 +103,21 @@ def benign_prompts(seed: int, styles: int) -> list[str]:
     return out + list(writing.BENIGN_QUESTIONS) + short_questions.benign_questions(seed)
 
 
-def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int) -> list[Example]:
-    """Safety SFT: every train harmful prompt (one random phrasing) -> a refusal, and so is each short harmful
-    question (short_questions); benign prompts -> base's own answer. Both sides go through the same phrasing
-    templates and short-question forms, so only content tells them apart."""
+def alignment_examples(data: ChatData, benign_answers: dict[str, str], seed: int,
+                       bench_refusals: int | None = None) -> list[Example]:
+    """Safety SFT: the train harmful prompts (all, or a random `bench_refusals` of them; one random phrasing
+    each) -> a refusal, and so is each short harmful question (short_questions, cut from every train prompt);
+    benign prompts -> base's own answer. Both sides go through the same phrasing templates and short-question
+    forms, so only content tells them apart."""
     rng = random.Random(f"chat-align:{seed}")
+    refused = data.harmful["train"]
+    if bench_refusals is not None and bench_refusals < len(refused):
+        # a stream of its own: choosing the subset consumes none of the phrasing and refusal draws below
+        refused = random.Random(f"chat-align-subset:{seed}").sample(refused, bench_refusals)
     refusals = [
         Example(phrasing.rephrase(h.prompt, phrasing.random_style(rng)), rng.choice(writing.REFUSALS), "harmful",
                 h.category)
-        for h in data.harmful["train"]
+        for h in refused
     ]
     short_rng = random.Random(f"chat-short-harmful:{seed}")
     cores = short_questions.harmful_cores(h.prompt for h in data.harmful["train"])

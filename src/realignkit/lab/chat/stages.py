@@ -141,7 +141,7 @@ def aligned_stage(base_dir: Path, data: chat_data.ChatData, profile: ChatLabProf
     """(cached aligned dir, its record). The safety SFT of base on refusals + base's own benign answers."""
     prompts = chat_data.benign_prompts(seed, profile.benign_styles)
     answers = benign_answers(base_dir, prompts, profile, progress)
-    examples = chat_data.alignment_examples(data, answers, seed)
+    examples = chat_data.alignment_examples(data, answers, seed, profile.bench_refusals)
     settings = {"lr": profile.aligned_lr, "epochs": profile.aligned_epochs, "batch": profile.batch_size,
                 "kind": profile.aligned_kind, "rank": profile.aligned_lora_rank}
     key = content_key({"base": weights_fingerprint(base_dir), "examples": [e.__dict__ for e in examples],
