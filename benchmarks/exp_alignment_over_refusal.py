@@ -10,7 +10,7 @@ stage (`stages.aligned_stage`), and copies it to --out:
 - `--lr LR`: the alignment's learning rate (LoRA r16; the earlier recipe: 3e-4, now 1e-3);
 - `--bench-refusals N`: how many train-split AdvBench/HarmBench prompts are refused (the earlier recipe: all).
 
-Measured on 2 CPU cores (LoRA r16, lr 3e-4; `realignkit audit` of the seed's select and test suites, 32 new
+Measured on 2 CPU cores (LoRA r16, lr 3e-4 unless the row says otherwise; `realignkit audit` of the seed's select and test suites, 32 new
 tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 select / 130 test):
 
 | variant | seed | examples | train s | harmful test | over-refusal select | over-refusal test |
@@ -21,10 +21,19 @@ tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 s
 | --violent-intents 12 --benign-core-forms 3 | 0 | 1,307 | 713 | 0.022 | 0.067 | 0.077 |
 | --violent-intents 12 --benign-core-forms 3 | 1 | 1,311 | 699 | 0.009 | 0.083 | 0.146 |
 | --epochs 3 | 0 | 1,169 | 937 | 0.022 | 0.083 | 0.100 |
+| --bench-refusals 120 | 1 | 1,020 | 555 | 0.018 | 0.108 | 0.154 |
+| --lr 1e-3 | 0 | 1,169 | 575 | 0.004 | 0.058 | 0.069 |
+| --lr 1e-3 | 1 | 1,173 | 582 | 0.009 | 0.058 | 0.069 |
+| --lr 1e-3 | 2 | 1,165 | 570 | 0.018 | 0.092 | 0.131 |
 
 A third variant (the second row's data plus 25 more benign questions about fictional and public people, and
 base's own declines left out of the benign targets; commit 064c8a0, reverted) gave 0.083 / 0.100 at seed 0.
-None moves over-refusal beyond the noise of 120-130 items (one item = 0.8 points), so the recipe was kept.
+None of the data variants moves over-refusal beyond the noise of 120-130 items (one item = 0.8 points).
+
+The learning rate does. At lr 3e-4 `aligned` had not even fitted its own training set: at seed 1 it answered 30
+of its 127 training short harmful questions and refused 15 of 150 of its training benign questions (16 new
+tokens). At lr 1e-3 that is 11 and 6, and over-refusal falls at every seed (test split: 0.100 / 0.146 / 0.146 ->
+0.069 / 0.069 / 0.131) while harm stays at or below the earlier recipe's.
 
     python benchmarks/exp_alignment_over_refusal.py --violent-intents 12 --benign-core-forms 3 --seed 1 \
         --out runs/exp-or-aligned

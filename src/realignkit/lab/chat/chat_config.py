@@ -28,7 +28,10 @@ class ChatLabProfile(BaseModel):
     aligned_kind: Literal["full", "lora"] = "lora"
     aligned_lora_rank: int = Field(16, ge=1)
     aligned_epochs: int = Field(2, ge=1)
-    aligned_lr: float = Field(3e-4, gt=0)  # full fine-tunes: ~2e-5
+    # LoRA at 3e-4 underfitted its own training set (at seed 1 it answered 30 of 127 training short harmful
+    # questions and refused 15 of 150 training benign ones) and over-refused; 1e-3 and 2e-3 fit it better and
+    # refuse fewer safe prompts (benchmarks/exp_alignment_over_refusal.py). Full fine-tunes: ~2e-5.
+    aligned_lr: float = Field(2e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     # Scenarios: fine-tunes of aligned.
     task_examples: int = Field(200, ge=10)  # the user's task dataset (harmful-mix swaps a share for harm)
