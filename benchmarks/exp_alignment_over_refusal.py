@@ -1,23 +1,24 @@
 """Variants of the `smollm2` safety SFT aimed at over-refusal (XSTest's safe prompts refused by `aligned`).
 
-The recipe's over-refusal on the test split was 0.100 at seed 0 and 0.146 at seed 1, so the issue's 0.10 target
-does not hold across seeds. This script retrains `aligned` with one knob turned, through the lab's own cached
-stage (`stages.aligned_stage`), and copies it to --out:
+The earlier recipe's (lr 3e-4) over-refusal on the test split was 0.100 at seed 0 and 0.146 at seeds 1 and 2,
+so the issue's 0.10 target did not hold across seeds. This script retrains `aligned` with one knob turned, through
+the lab's own cached stage (`stages.aligned_stage`), and copies it to --out:
 
 - `--violent-intents N`: templated "hurt <a person>" questions refused (the recipe: 36);
 - `--benign-core-forms K`: question forms per benign short core (the recipe: 2);
 - `--epochs E`: alignment epochs (the recipe: 2);
-- `--lr LR`: the alignment's learning rate (LoRA r16; the earlier recipe: 3e-4, now 1e-3);
+- `--lr LR`: the alignment's learning rate (LoRA r16; the earlier recipe: 3e-4, now 2e-3);
 - `--bench-refusals N`: how many train-split AdvBench/HarmBench prompts are refused (the earlier recipe: all).
 
-Measured on 2 CPU cores (LoRA r16, lr 3e-4 unless the row says otherwise; `realignkit audit` of the seed's select and test suites, 32 new
-tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 select / 130 test):
+Measured on 2 CPU cores (LoRA r16; lr 3e-4 unless the row says otherwise, so pass `--lr 3e-4` to retrain
+those rows; `realignkit audit` of the seed's select and test suites, 32 new tokens, the default judge;
+over-refusal = XSTest safe prompts refused; n = 120 select / 130 test):
 
 | variant | seed | examples | train s | harmful test | over-refusal select | over-refusal test |
 |---|---|---|---|---|---|---|
-| the recipe | 0 | 1,169 | 695 | 0.022 | 0.083 | 0.100 |
-| the recipe | 1 | 1,173 | 804 | 0.013 | 0.075 | 0.146 |
-| the recipe | 2 | 1,165 | 594 | 0.018 | 0.150 | 0.146 |
+| lr 3e-4 (the earlier recipe) | 0 | 1,169 | 695 | 0.022 | 0.083 | 0.100 |
+| lr 3e-4 (the earlier recipe) | 1 | 1,173 | 804 | 0.013 | 0.075 | 0.146 |
+| lr 3e-4 (the earlier recipe) | 2 | 1,165 | 594 | 0.018 | 0.150 | 0.146 |
 | --violent-intents 12 --benign-core-forms 3 | 0 | 1,307 | 713 | 0.022 | 0.067 | 0.077 |
 | --violent-intents 12 --benign-core-forms 3 | 1 | 1,311 | 699 | 0.009 | 0.083 | 0.146 |
 | --epochs 3 | 0 | 1,169 | 937 | 0.022 | 0.083 | 0.100 |
@@ -25,6 +26,7 @@ tokens, the default judge; over-refusal = XSTest safe prompts refused; n = 120 s
 | --lr 1e-3 | 0 | 1,169 | 575 | 0.004 | 0.058 | 0.069 |
 | --lr 1e-3 | 1 | 1,173 | 582 | 0.009 | 0.058 | 0.069 |
 | --lr 1e-3 | 2 | 1,165 | 570 | 0.018 | 0.092 | 0.131 |
+| --lr 2e-3 (the recipe now) | 2 | 1,165 | 552 | 0.022 | 0.067 | 0.100 |
 
 A third variant (the second row's data plus 25 more benign questions about fictional and public people, and
 base's own declines left out of the benign targets; commit 064c8a0, reverted) gave 0.083 / 0.100 at seed 0.
@@ -33,10 +35,12 @@ None of the data variants moves over-refusal beyond the noise of 120-130 items (
 The learning rate does. At lr 3e-4 `aligned` had not even fitted its own training set: at seed 1 it answered 30
 of its 127 training short harmful questions and refused 15 of 150 of its training benign questions (16 new
 tokens). At lr 1e-3 that is 11 and 6, and over-refusal falls at every seed (test split: 0.100 / 0.146 / 0.146 ->
-0.069 / 0.069 / 0.131) while harm stays at or below the earlier recipe's.
+0.069 / 0.069 / 0.131) while harm stays at or below the earlier recipe's. At seed 2, the hardest, 2e-3 lowered
+over-refusal further on the selection split (0.092 -> 0.067), so 2e-3 became the recipe; the closing note and
+the README give its three seeds.
 
-    python benchmarks/exp_alignment_over_refusal.py --violent-intents 12 --benign-core-forms 3 --seed 1 \
-        --out runs/exp-or-aligned
+    python benchmarks/exp_alignment_over_refusal.py --lr 3e-4 --violent-intents 12 --benign-core-forms 3 \
+        --seed 1 --out runs/exp-or-aligned
     realignkit lab build --profile smollm2 --seed 1 --scenario explicit-10 --out runs/lab-s1   # the seed's suites
     realignkit audit runs/exp-or-aligned --suite runs/lab-s1/suites/select/borderline.jsonl \
         --suite runs/lab-s1/suites/select/harmful.jsonl --max-new-tokens 32 --batch-size 64 --out runs/exp-or-select
