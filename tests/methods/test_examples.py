@@ -59,4 +59,5 @@ def test_sweep_example_is_a_valid_sweep_recipe(tmp_path):
         (lab / "calibration" / f"{name}.jsonl").write_text("{}\n")
     config = build_config(load_sweep_recipe(recipe), known_methods=set(method_names()))
     assert Path(config.aligned).resolve() == (lab / "aligned").resolve()
-    assert config.grids["interpolate"]["alpha"][:3] == [0.1, 0.11, 0.12] and config.limit == 160
+    assert config.grids["interpolate"]["alpha"][:3] == [0.1, 0.12, 0.14] and config.limit == 160
+    assert config.grids["safe_lora"] == {"fraction": [0.5, 0.75, 0.9, 1.0]}
