@@ -60,7 +60,8 @@ CHAT_PROFILES: dict[str, ChatLabProfile] = {
     "smollm2": ChatLabProfile(measure_limit=40, trajectory_points=0),
     # What `make demo` builds within 20 minutes on 2 CPU cores: the same data and scenarios with half the
     # alignment steps (1 epoch at lr 5e-4, the setting the demo's 1018 s were timed with; the 2-epoch SFT alone
-    # takes 8 of those minutes) and 32 items per suite. Its aligned is weaker than "smollm2"'s. 32 is also the demo's audit limit, so its audits of these models are the lab's own
+    # takes 8 of those minutes) and 32 items per suite. Its aligned is weaker than "smollm2"'s. 32 is also the
+    # demo's audit limit, so its audits of these models are the lab's own
     # measurements, served from the generation cache.
     "smollm2-demo": ChatLabProfile(name="smollm2-demo", aligned_epochs=1, aligned_lr=5e-4, measure_limit=32,
                                    trajectory_points=0),
